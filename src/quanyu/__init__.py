@@ -1,0 +1,1 @@
+"""Quanyu: one member platform across every channel."""

@@ -1,0 +1,1 @@
+"""Storage and the outside world: tables, repositories, migrations, channel payloads."""

@@ -1,0 +1,36 @@
+"""Allocating primary keys before a bulk insert, so related rows can be written together.
+
+PostgreSQL draws them from the table's sequence; SQLite, whose write transactions
+hold the database lock from ``BEGIN IMMEDIATE``, continues from the current maximum.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Table, func, select, text
+
+
+class IdAllocator:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self._next: dict[str, int] = {}
+
+    def take(self, table: Table, n: int) -> list[int]:
+        if n <= 0:
+            return []
+        if self.postgres:
+            rows = self.conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"
+                ),
+                {"t": table.name, "n": n},
+            )
+            return [r[0] for r in rows]
+        start = self._next.get(table.name)
+        if start is None:
+            start = (self.conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+        self._next[table.name] = start + n
+        return list(range(start, start + n))
+
+    def one(self, table: Table) -> int:
+        return self.take(table, 1)[0]

@@ -1,0 +1,435 @@
+"""SQLAlchemy Core tables: the canonical store, the same on SQLite and PostgreSQL.
+
+Timestamps are stored as naive UTC and returned aware (:class:`UtcDateTime`).
+Points entries, allocations, merges and history rows are append-only: the code only
+ever inserts them. Lots keep a ``remaining`` that a CHECK constraint keeps >= 0.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL; INTEGER on SQLite so the key stays the rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive in UTC."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+def pk() -> Column[Any]:
+    return Column("id", Id, primary_key=True, autoincrement=True)
+
+
+def fk(name: str, target: str, *, nullable: bool = False, index: bool = False) -> Column[Any]:
+    return Column(name, Id, ForeignKey(target), nullable=nullable, index=index)
+
+
+def ts(name: str, *, nullable: bool = False) -> Column[Any]:
+    return Column(name, UtcDateTime(), nullable=nullable)
+
+
+# ---------------------------------------------------------------- brand set-up
+
+organisations = Table(
+    "organisations",
+    metadata,
+    pk(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+)
+
+programs = Table(
+    "programs",
+    metadata,
+    pk(),
+    fk("organisation_id", "organisations.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False, server_default="Asia/Shanghai"),
+    Column("currency", String(3), nullable=False, server_default="CNY"),
+    Column("pending_days", Integer, nullable=False, server_default="0"),
+    # expiry: never | end_of_following_year | rolling_days
+    Column("expiry_kind", String(32), nullable=False, server_default="end_of_following_year"),
+    Column("expiry_days", Integer, nullable=True),
+    Column("clawback_policy", String(16), nullable=False, server_default="other_lots"),
+    Column("point_value_minor", Numeric(12, 4), nullable=False, server_default="1"),
+    Column("points_payment_cap_percent", Integer, nullable=False, server_default="50"),
+    Column("tier_metric", String(16), nullable=False, server_default="spend"),
+    Column("tier_review", String(16), nullable=False, server_default="anniversary"),
+    Column("tier_review_month", Integer, nullable=False, server_default="1"),
+    Column("tier_review_day", Integer, nullable=False, server_default="1"),
+    Column("tier_grace_days", Integer, nullable=False, server_default="30"),
+    Column("tier_max_downgrade_levels", Integer, nullable=False, server_default="1"),
+    Column("tier_window_days", Integer, nullable=False, server_default="365"),
+    CheckConstraint("points_payment_cap_percent BETWEEN 0 AND 100", name="cap_percent"),
+    CheckConstraint("pending_days >= 0", name="pending_days"),
+)
+
+brands = Table(
+    "brands",
+    metadata,
+    pk(),
+    fk("organisation_id", "organisations.id"),
+    fk("program_id", "programs.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+)
+
+tiers = Table(
+    "tiers",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id"),
+    Column("code", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    UniqueConstraint("program_id", "code"),
+    UniqueConstraint("program_id", "rank", name="uq_tiers_program_rank"),
+    CheckConstraint("threshold >= 0", name="threshold"),
+)
+
+earn_rules = Table(
+    "earn_rules",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id"),
+    Column("version", Integer, nullable=False),
+    ts("effective_from"),
+    Column("document", JSON, nullable=False),
+    ts("created_at"),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("program_id", "version"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    pk(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    # store_pos | web_mall | wechat_mini | tmall | jd | douyin | kuaishou | other
+    Column("kind", String(32), nullable=False),
+)
+
+stores = Table(
+    "stores",
+    metadata,
+    pk(),
+    fk("brand_id", "brands.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("city", String(100), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("latitude", Float, nullable=True),
+    Column("longitude", Float, nullable=True),
+)
+
+guides = Table(
+    "guides",
+    metadata,
+    pk(),
+    fk("store_id", "stores.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    pk(),
+    fk("brand_id", "brands.id"),
+    Column("sku", String(64), nullable=False, unique=True),
+    Column("style", String(64), nullable=False),
+    Column("colour", String(64), nullable=False),
+    Column("size", String(32), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("list_price", BigInteger, nullable=False),
+)
+
+# ---------------------------------------------------------------- OneID
+
+profiles = Table(
+    "profiles",
+    metadata,
+    pk(),
+    Column("name", String(200), nullable=True),
+    Column("gender", String(16), nullable=True),
+    Column("birthday", Date, nullable=True),
+    fk("home_store_id", "stores.id", nullable=True),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | merged
+    fk("merged_into_id", "profiles.id", nullable=True, index=True),
+    ts("created_at"),
+    ts("updated_at"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id", index=True),
+    Column("type", String(32), nullable=False),
+    Column("namespace", String(128), nullable=False, server_default=""),
+    Column("value", String(255), nullable=False),
+    ts("first_seen_at"),
+    Column("source", String(64), nullable=False),
+    UniqueConstraint("type", "namespace", "value", name="uq_identities_key"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id", index=True),
+    fk("program_id", "programs.id"),
+    Column("member_no", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | merged
+    ts("registered_at"),
+    fk("channel_id", "channels.id", nullable=True),
+    fk("store_id", "stores.id", nullable=True),
+    fk("guide_id", "guides.id", nullable=True),
+    Column("tier_code", String(64), nullable=False),
+    ts("tier_achieved_at"),
+    Column("tier_review_on", Date, nullable=False),
+    Column("debt_points", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("debt_points >= 0", name="debt"),
+    UniqueConstraint("profile_id", "program_id", name="uq_memberships_profile_program"),
+)
+
+merges = Table(
+    "merges",
+    metadata,
+    pk(),
+    fk("survivor_id", "profiles.id", index=True),
+    fk("absorbed_id", "profiles.id", index=True),
+    Column("reason", String(200), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("trigger", String(200), nullable=False),
+    Column("before_state", JSON, nullable=False),
+    ts("merged_at"),
+)
+
+# ---------------------------------------------------------------- orders
+
+orders = Table(
+    "orders",
+    metadata,
+    pk(),
+    fk("channel_id", "channels.id"),
+    Column("external_id", String(128), nullable=False),
+    fk("brand_id", "brands.id"),
+    fk("profile_id", "profiles.id", nullable=True, index=True),
+    fk("store_id", "stores.id", nullable=True),
+    fk("guide_id", "guides.id", nullable=True),
+    ts("ordered_at"),
+    Column("list_total", BigInteger, nullable=False),
+    Column("paid_total", BigInteger, nullable=False),
+    Column("points_used", BigInteger, nullable=False),
+    Column("points_amount", BigInteger, nullable=False),
+    Column("points_earned", BigInteger, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("points_clawed_back", BigInteger, nullable=False, server_default="0"),
+    Column("points_restored", BigInteger, nullable=False, server_default="0"),
+    Column("fingerprint", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    ts("received_at"),
+    UniqueConstraint("channel_id", "external_id", name="uq_orders_channel_external"),
+    CheckConstraint("refunded_amount <= paid_total", name="refund_le_paid"),
+    CheckConstraint("points_clawed_back <= points_earned", name="clawback_le_earned"),
+    CheckConstraint("points_restored <= points_used", name="restore_le_used"),
+)
+Index("ix_orders_profile_ordered", orders.c.profile_id, orders.c.ordered_at)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    pk(),
+    fk("order_id", "orders.id", index=True),
+    Column("line_no", Integer, nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("list_price", BigInteger, nullable=False),
+    Column("paid_amount", BigInteger, nullable=False),
+    Column("refunded_quantity", Integer, nullable=False, server_default="0"),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("order_id", "line_no", name="uq_order_lines_order_line"),
+    CheckConstraint("quantity > 0", name="quantity"),
+    CheckConstraint("refunded_quantity <= quantity", name="refund_qty"),
+    CheckConstraint("refunded_amount <= paid_amount", name="refund_amount"),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    pk(),
+    fk("order_id", "orders.id", index=True),
+    Column("method", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False, server_default="0"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    pk(),
+    fk("channel_id", "channels.id"),
+    Column("external_id", String(128), nullable=False),
+    fk("order_id", "orders.id", index=True),
+    ts("refunded_at"),
+    Column("amount", BigInteger, nullable=False),
+    Column("points_clawed_back", BigInteger, nullable=False),
+    Column("points_restored", BigInteger, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    ts("received_at"),
+    UniqueConstraint("channel_id", "external_id", name="uq_refunds_channel_external"),
+)
+
+refund_lines = Table(
+    "refund_lines",
+    metadata,
+    pk(),
+    fk("refund_id", "refunds.id", index=True),
+    Column("line_no", Integer, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+)
+
+# ---------------------------------------------------------------- points ledger
+
+points_lots = Table(
+    "points_lots",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id"),
+    fk("program_id", "programs.id"),
+    fk("order_id", "orders.id", nullable=True, index=True),
+    ts("earned_at"),
+    ts("available_at"),
+    ts("expires_at", nullable=True),
+    Column("original", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    CheckConstraint("remaining >= 0", name="remaining_nonneg"),
+    CheckConstraint("remaining <= original", name="remaining_le_original"),
+    CheckConstraint("original > 0", name="original_pos"),
+)
+Index(
+    "ix_points_lots_owner_live",
+    points_lots.c.profile_id,
+    points_lots.c.program_id,
+    points_lots.c.remaining,
+)
+Index("ix_points_lots_expiry", points_lots.c.expires_at, points_lots.c.remaining)
+
+points_entries = Table(
+    "points_entries",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id"),
+    fk("program_id", "programs.id"),
+    Column("kind", String(16), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("debt_delta", BigInteger, nullable=False, server_default="0"),
+    fk("lot_id", "points_lots.id", nullable=True),
+    fk("order_id", "orders.id", nullable=True),
+    fk("refund_id", "refunds.id", nullable=True),
+    fk("merge_id", "merges.id", nullable=True),
+    Column("reason", String(500), nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("occurred_at"),
+    ts("recorded_at"),
+)
+Index("ix_points_entries_owner", points_entries.c.profile_id, points_entries.c.program_id)
+
+points_allocations = Table(
+    "points_allocations",
+    metadata,
+    pk(),
+    fk("entry_id", "points_entries.id", index=True),
+    fk("lot_id", "points_lots.id", index=True),
+    Column("points", BigInteger, nullable=False),
+    CheckConstraint("points > 0", name="points_pos"),
+)
+
+# ---------------------------------------------------------------- tiers and history
+
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    pk(),
+    fk("membership_id", "memberships.id", index=True),
+    Column("from_tier", String(64), nullable=True),
+    Column("to_tier", String(64), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("qualifying_value", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("changed_at"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id", index=True),
+    Column("kind", String(32), nullable=False),
+    Column("summary", String(500), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("occurred_at"),
+)
+
+__all__ = ["Boolean", "Text", "metadata"]

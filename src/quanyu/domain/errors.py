@@ -1,0 +1,110 @@
+"""The one error hierarchy of Quanyu.
+
+Every error a user can cause is a :class:`QuanyuError` with a stable ``code`` and
+structured fields. The HTTP layer maps them to problem+json in one module
+(``entrypoints/api/errors.py``), the CLI prints ``str(error)``.
+
+    QuanyuError
+    ├── ValidationFailed        bad input; names the field            (422)
+    ├── NotFound                an entity does not exist               (404)
+    ├── Conflict                the request clashes with stored state  (409)
+    │   ├── IdempotencyConflict same key, different payload
+    │   └── AlreadyExists       a unique business key is taken
+    ├── BusinessRuleViolation   input is well formed, but a rule forbids it (422)
+    │   ├── InsufficientPoints
+    │   ├── PointsPaymentCapExceeded
+    │   └── RefundExceedsOrder
+    └── LedgerInvariantBroken   stored ledger disagrees with itself   (500)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class QuanyuError(Exception):
+    """Base of every domain error. ``code`` is stable and machine-readable."""
+
+    code = "quanyu_error"
+    title = "Quanyu error"
+
+    def __init__(self, detail: str, **fields: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fields: dict[str, Any] = fields
+
+
+class ValidationFailed(QuanyuError):
+    code = "validation_failed"
+    title = "Invalid input"
+
+    def __init__(self, detail: str, *, field: str, **fields: Any) -> None:
+        super().__init__(detail, field=field, **fields)
+        self.field = field
+
+
+class NotFound(QuanyuError):
+    code = "not_found"
+    title = "Not found"
+
+    def __init__(self, entity: str, key: object) -> None:
+        super().__init__(f"{entity} {key!s} does not exist", entity=entity, key=str(key))
+        self.entity = entity
+
+
+class Conflict(QuanyuError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+    title = "Idempotency key reused with a different payload"
+
+    def __init__(self, key: str, differences: Mapping[str, Any]) -> None:
+        names = ", ".join(sorted(differences)) or "payload"
+        super().__init__(
+            f"{key} was already received with a different payload (differs in: {names})",
+            key=key,
+            differences=dict(differences),
+        )
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+    title = "Already exists"
+
+
+class BusinessRuleViolation(QuanyuError):
+    code = "business_rule_violation"
+    title = "Business rule violated"
+
+
+class InsufficientPoints(BusinessRuleViolation):
+    code = "insufficient_points"
+    title = "Insufficient points"
+
+    def __init__(self, *, requested: int, available: int) -> None:
+        super().__init__(
+            f"{requested} points requested but only {available} are available",
+            requested=requested,
+            available=available,
+        )
+        self.requested = requested
+        self.available = available
+
+
+class PointsPaymentCapExceeded(BusinessRuleViolation):
+    code = "points_payment_cap_exceeded"
+    title = "Points payment exceeds the program's cap"
+
+
+class RefundExceedsOrder(BusinessRuleViolation):
+    code = "refund_exceeds_order"
+    title = "Refund exceeds what remains of the order"
+
+
+class LedgerInvariantBroken(QuanyuError):
+    code = "ledger_invariant_broken"
+    title = "Ledger invariant broken"

@@ -1,0 +1,20 @@
+"""What happened, as recorded in a member's history.
+
+History events are rows written in the same transaction as the change they describe;
+their ``kind`` is one of :class:`HistoryKind`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class HistoryKind(enum.StrEnum):
+    PROFILE_CREATED = "profile_created"
+    REGISTERED = "registered"
+    IDENTITY_LINKED = "identity_linked"
+    MERGED = "merged"
+    ORDER_PLACED = "order_placed"
+    ORDER_REFUNDED = "order_refunded"
+    POINTS_CHANGED = "points_changed"
+    TIER_CHANGED = "tier_changed"

@@ -1,0 +1,71 @@
+"""The unit of work: one transaction per command, retried on transient conflicts.
+
+A command is a function of a :class:`WorkingSet`. On PostgreSQL two commands can
+race to create the same identity or deadlock on member locks; the loser's whole
+transaction is rolled back and the command runs again from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from quanyu.adapters.reference import ReferenceCache
+from quanyu.clock import Clock
+
+T = TypeVar("T")
+
+RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}  # serialization, deadlock, unique
+
+
+class RetryTransaction(Exception):  # noqa: N818 - control flow, never reaches a user
+    """Raised inside a command when state it read has changed under it."""
+
+
+@dataclass
+class Platform:
+    """What every service needs: the engine, the reference cache and the clock."""
+
+    engine: Engine
+    reference: ReferenceCache
+    clock: Clock
+    default_region: str = "CN"
+    max_attempts: int = 8
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    if code is not None:
+        return code in RETRYABLE_SQLSTATES
+    return isinstance(exc, IntegrityError | OperationalError) and "locked" in str(exc).lower()
+
+
+def run(platform: Platform, command: Callable[..., T], *, write: bool = True) -> T:
+    """Run ``command(ws)`` in a fresh transaction, retrying transient conflicts."""
+    from quanyu.services.working_set import WorkingSet  # noqa: PLC0415 - avoids a cycle
+
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with platform.engine.begin() as conn:
+                ws = WorkingSet(
+                    conn,
+                    platform.reference.get(conn),
+                    platform.clock.now(),
+                    default_region=platform.default_region,
+                )
+                result = command(ws)
+                if write:
+                    ws.flush()
+                return result
+        except RetryTransaction:
+            if attempt >= platform.max_attempts:
+                raise
+        except DBAPIError as exc:
+            if not _retryable(exc) or attempt >= platform.max_attempts:
+                raise

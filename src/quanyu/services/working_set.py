@@ -1,0 +1,905 @@
+"""The members one transaction touches, with their ledgers, and its buffered writes.
+
+Every command that changes a member works through a WorkingSet: it loads what it
+needs in a few set-based queries, applies the pure domain rules in memory and writes
+everything back in bulk at :meth:`WorkingSet.flush`. A single order is a batch of
+one, so the API, batch ingestion, file import and the demo share this code path.
+
+Locking: on PostgreSQL a member's profile row is locked (``FOR UPDATE``) before any
+of its state is read for change; locks are taken in id order. On SQLite the whole
+write transaction holds the database lock (``BEGIN IMMEDIATE``).
+
+Merges are rare: pending writes are flushed, the merge is written directly, and the
+states of the profiles involved are reloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
+
+from quanyu.adapters import tables as t
+from quanyu.adapters.ids import IdAllocator
+from quanyu.adapters.reference import ProgramConfig, ReferenceData
+from quanyu.domain.errors import ValidationFailed
+from quanyu.domain.events import HistoryKind
+from quanyu.domain.identity import IdentityKey, ProfileRef, plan_resolution
+from quanyu.domain.points import Entry, EntryKind, Ledger, Lot
+from quanyu.domain.tiers import (
+    Tier,
+    TierMetric,
+    next_review,
+    qualifying_value,
+    upgrade_for,
+)
+from quanyu.services.uow import RetryTransaction
+
+SYSTEM = "system"
+
+
+@dataclass
+class MembershipState:
+    id: int
+    profile_id: int
+    program_id: int
+    member_no: str
+    registered_at: datetime
+    tier_code: str
+    tier_achieved_at: datetime
+    tier_review_on: date
+    debt: int
+    status: str = "active"
+    is_new: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class ProfileState:
+    id: int
+    created_at: datetime
+    name: str | None = None
+    birthday: date | None = None
+    gender: str | None = None
+    home_store_id: int | None = None
+    status: str = "active"
+    memberships: dict[int, MembershipState] = field(default_factory=dict)
+
+    def ref(self) -> ProfileRef:
+        active = [m.registered_at for m in self.memberships.values() if m.status == "active"]
+        return ProfileRef(
+            id=self.id,
+            is_member=bool(active),
+            registered_at=min(active) if active else None,
+            created_at=self.created_at,
+        )
+
+
+@dataclass
+class LedgerState:
+    ledger: Ledger
+    complete: bool
+
+
+def local_date(at: datetime, program: ProgramConfig) -> date:
+    return at.astimezone(program.tz).date()
+
+
+def expiry_for(program: ProgramConfig, earned_at: datetime) -> datetime | None:
+    """When points earned at ``earned_at`` expire under the program's policy."""
+    if program.expiry_kind == "never":
+        return None
+    if program.expiry_kind == "rolling_days":
+        return earned_at + timedelta(days=program.expiry_days or 365)
+    # end_of_following_year, in the program's local time
+    year = earned_at.astimezone(program.tz).year + 2
+    return datetime.combine(date(year, 1, 1), time(0), program.tz).astimezone(UTC)
+
+
+class WorkingSet:
+    def __init__(
+        self,
+        conn: Connection,
+        ref: ReferenceData,
+        now: datetime,
+        *,
+        default_region: str = "CN",
+    ) -> None:
+        self.conn = conn
+        self.ref = ref
+        self.now = now
+        self.default_region = default_region
+        self.postgres = conn.dialect.name == "postgresql"
+        self.ids = IdAllocator(conn)
+        self.owners: dict[IdentityKey, int | None] = {}
+        self.profiles: dict[int, ProfileState] = {}
+        self.ledgers: dict[int, LedgerState] = {}
+        self.contributions: dict[int, tuple[date, list[tuple[date, int]]]] = {}
+        self.locked: set[int] = set()
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._lot_updates: dict[int, Lot] = {}
+
+    # ------------------------------------------------------------ buffers
+
+    def add(self, table: t.Table, row: dict[str, Any]) -> None:
+        self._rows.setdefault(table.name, []).append(row)
+
+    def history(
+        self,
+        profile_id: int,
+        kind: HistoryKind,
+        summary: str,
+        data: dict[str, Any],
+        *,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        self.add(
+            t.history,
+            {
+                "profile_id": profile_id,
+                "kind": kind.value,
+                "summary": summary,
+                "data": data,
+                "actor": actor,
+                "occurred_at": at,
+            },
+        )
+
+    # ------------------------------------------------------------ loading
+
+    def lock_profiles(self, ids: Iterable[int]) -> None:
+        """Lock profile rows in id order; a profile merged meanwhile restarts the command."""
+        wanted = sorted(set(ids) - self.locked)
+        if not wanted:
+            return
+        query = select(t.profiles.c.id, t.profiles.c.status).where(t.profiles.c.id.in_(wanted))
+        if self.postgres:
+            query = query.order_by(t.profiles.c.id).with_for_update()
+        rows = self.conn.execute(query).all()
+        self.locked.update(r.id for r in rows)
+        if any(r.status != "active" for r in rows):
+            raise RetryTransaction("a profile was merged while the command ran")
+
+    def load_profiles(self, ids: Iterable[int]) -> None:
+        wanted = [i for i in set(ids) if i not in self.profiles]
+        if not wanted:
+            return
+        for chunk in _chunks(wanted, 5000):
+            for r in self.conn.execute(select(t.profiles).where(t.profiles.c.id.in_(chunk))):
+                self.profiles[r.id] = ProfileState(
+                    id=r.id,
+                    created_at=r.created_at,
+                    name=r.name,
+                    birthday=r.birthday,
+                    gender=r.gender,
+                    home_store_id=r.home_store_id,
+                    status=r.status,
+                )
+            for r in self.conn.execute(
+                select(t.memberships).where(t.memberships.c.profile_id.in_(chunk))
+            ):
+                self.profiles[r.profile_id].memberships[r.program_id] = MembershipState(
+                    id=r.id,
+                    profile_id=r.profile_id,
+                    program_id=r.program_id,
+                    member_no=r.member_no,
+                    registered_at=r.registered_at,
+                    tier_code=r.tier_code,
+                    tier_achieved_at=r.tier_achieved_at,
+                    tier_review_on=r.tier_review_on,
+                    debt=r.debt_points,
+                    status=r.status,
+                )
+
+    def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
+        wanted = sorted({k for k in keys if k not in self.owners})
+        found: set[int] = set()
+        for chunk in _chunks(wanted, 2000):
+            cond = tuple_(t.identities.c.type, t.identities.c.namespace, t.identities.c.value).in_(
+                [(k.type.value, k.namespace, k.value) for k in chunk]
+            )
+            for k in chunk:
+                self.owners[k] = None
+            rows = self.conn.execute(
+                select(
+                    t.identities.c.type,
+                    t.identities.c.namespace,
+                    t.identities.c.value,
+                    t.identities.c.profile_id,
+                ).where(cond)
+            )
+            for r in rows:
+                key = next(
+                    k
+                    for k in chunk
+                    if (k.type.value, k.namespace, k.value) == (r.type, r.namespace, r.value)
+                )
+                self.owners[key] = r.profile_id
+                found.add(r.profile_id)
+        self.load_profiles(found)
+
+    def profile(self, profile_id: int) -> ProfileState:
+        self.load_profiles([profile_id])
+        return self.profiles[profile_id]
+
+    # ------------------------------------------------------------ identity resolution
+
+    def new_profile(self, *, at: datetime, source: str) -> ProfileState:
+        pid = self.ids.one(t.profiles)
+        state = ProfileState(id=pid, created_at=at)
+        self.profiles[pid] = state
+        self.locked.add(pid)
+        self.add(
+            t.profiles,
+            {
+                "id": pid,
+                "status": "active",
+                "created_at": at,
+                "updated_at": at,
+                "name": None,
+                "gender": None,
+                "birthday": None,
+                "home_store_id": None,
+                "merged_into_id": None,
+            },
+        )
+        return state
+
+    def resolve(
+        self,
+        keys: Sequence[IdentityKey],
+        *,
+        at: datetime,
+        source: str,
+        trigger: str,
+        actor: str,
+    ) -> ProfileState | None:
+        """The one profile these identities belong to, creating or merging as needed."""
+        if not keys:
+            return None
+        self.preload_identities(keys)
+        owners = {
+            k: self.profiles[pid].ref() for k in keys if (pid := self.owners.get(k)) is not None
+        }
+        self.lock_profiles(ref.id for ref in owners.values())
+        plan = plan_resolution(keys, owners)
+        if plan.survivor is None:
+            profile = self.new_profile(at=at, source=source)
+            self.history(
+                profile.id,
+                HistoryKind.PROFILE_CREATED,
+                f"first seen in {source}",
+                {"identities": [str(k) for k in plan.new_keys], "trigger": trigger},
+                actor=actor,
+                at=at,
+            )
+        else:
+            profile = self.profiles[plan.survivor.id]
+            if plan.absorbed:
+                self.merge(
+                    profile.id,
+                    [p.id for p in plan.absorbed],
+                    trigger=trigger,
+                    actor=actor,
+                    reason="identities in one payload",
+                )
+                profile = self.profiles[plan.survivor.id]
+            if plan.new_keys:
+                self.history(
+                    profile.id,
+                    HistoryKind.IDENTITY_LINKED,
+                    ", ".join(str(k) for k in plan.new_keys),
+                    {"identities": [str(k) for k in plan.new_keys], "trigger": trigger},
+                    actor=actor,
+                    at=at,
+                )
+        for key in plan.new_keys:
+            self.owners[key] = profile.id
+            self.add(
+                t.identities,
+                {
+                    "profile_id": profile.id,
+                    "type": key.type.value,
+                    "namespace": key.namespace,
+                    "value": key.value,
+                    "first_seen_at": at,
+                    "source": source,
+                },
+            )
+        return profile
+
+    # ------------------------------------------------------------ ledgers
+
+    def ledger(self, membership: MembershipState, *, complete: bool) -> Ledger:
+        """The member's ledger; ``complete`` loads every live lot (needed to take points)."""
+        state = self.ledgers.get(membership.id)
+        if state is None:
+            state = LedgerState(Ledger(debt=membership.debt), complete=membership.is_new)
+            self.ledgers[membership.id] = state
+        if complete and not state.complete:
+            rows = self.conn.execute(
+                select(t.points_lots).where(
+                    t.points_lots.c.profile_id == membership.profile_id,
+                    t.points_lots.c.program_id == membership.program_id,
+                    t.points_lots.c.remaining > 0,
+                )
+            )
+            known = {lot.id for lot in state.ledger.lots if lot.id is not None}
+            stored = [
+                Lot(
+                    earned_at=r.earned_at,
+                    available_at=r.available_at,
+                    expires_at=r.expires_at,
+                    original=r.original,
+                    remaining=r.remaining,
+                    order_id=r.order_id,
+                    id=r.id,
+                )
+                for r in rows
+                if r.id not in known
+            ]
+            state.ledger.lots[:0] = stored
+            state.complete = True
+        return state.ledger
+
+    def ledger_balance(self, membership: MembershipState) -> int:
+        """The balance by the entries, including writes not yet flushed."""
+        stored = self.conn.execute(
+            select(func.coalesce(func.sum(t.points_entries.c.points), 0)).where(
+                t.points_entries.c.profile_id == membership.profile_id,
+                t.points_entries.c.program_id == membership.program_id,
+            )
+        ).scalar_one()
+        state = self.ledgers.get(membership.id)
+        pending = sum(e.points for e in state.ledger.entries) if state else 0
+        return int(stored) + pending
+
+    # ------------------------------------------------------------ tiers
+
+    def contributions_for(
+        self, membership: MembershipState, program: ProgramConfig, since: date
+    ) -> list[tuple[date, int]]:
+        """Dated amounts that count toward the tier metric, from ``since`` on.
+
+        The first load reads the store; later additions are appended in memory. Widening
+        the window flushes and reloads, so callers record a contribution *before*
+        buffering the change it describes.
+        """
+        cached = self.contributions.get(membership.id)
+        if cached is not None:
+            if cached[0] <= since:
+                return cached[1]
+            self.flush()
+        start = datetime.combine(since, time(0), program.tz).astimezone(UTC)
+        if program.tier_policy.metric is TierMetric.SPEND:
+            query = select(
+                t.orders.c.ordered_at, t.orders.c.paid_total - t.orders.c.refunded_amount
+            ).where(
+                t.orders.c.profile_id == membership.profile_id,
+                t.orders.c.brand_id.in_(sorted(program.brand_ids)),
+                t.orders.c.ordered_at >= start,
+            )
+        else:
+            query = select(t.points_entries.c.occurred_at, t.points_entries.c.points).where(
+                t.points_entries.c.profile_id == membership.profile_id,
+                t.points_entries.c.program_id == membership.program_id,
+                t.points_entries.c.kind.in_([EntryKind.EARN.value, EntryKind.CLAWBACK.value]),
+                t.points_entries.c.occurred_at >= start,
+            )
+        out = [(local_date(r[0], program), int(r[1])) for r in self.conn.execute(query)]
+        self.contributions[membership.id] = (since, out)
+        return out
+
+    def contribute(
+        self, membership: MembershipState, program: ProgramConfig, day: date, amount: int
+    ) -> None:
+        contributions = self.contributions_for(
+            membership, program, day - timedelta(days=program.tier_policy.window_days)
+        )
+        contributions.append((day, amount))
+
+    def qualifying(self, membership: MembershipState, program: ProgramConfig, on: date) -> int:
+        window = program.tier_policy.window_days
+        return qualifying_value(
+            self.contributions_for(membership, program, on - timedelta(days=window)), on, window
+        )
+
+    def set_tier(
+        self,
+        membership: MembershipState,
+        program: ProgramConfig,
+        tier: Tier,
+        *,
+        at: datetime,
+        reason: str,
+        value: int,
+        actor: str,
+        review_on: date | None = None,
+    ) -> None:
+        before = membership.tier_code
+        membership.tier_code = tier.code
+        membership.tier_achieved_at = at
+        today = local_date(at, program)
+        membership.tier_review_on = review_on or next_review(
+            program.tier_policy, achieved_on=today, after=today
+        )
+        membership.dirty = True
+        self.add(
+            t.tier_changes,
+            {
+                "membership_id": membership.id,
+                "from_tier": before,
+                "to_tier": tier.code,
+                "reason": reason,
+                "qualifying_value": value,
+                "actor": actor,
+                "changed_at": at,
+            },
+        )
+        self.history(
+            membership.profile_id,
+            HistoryKind.TIER_CHANGED,
+            f"{before} → {tier.code}: {reason}",
+            {"program": program.code, "from": before, "to": tier.code, "qualifying_value": value},
+            actor=actor,
+            at=at,
+        )
+
+    def upgrade_if_qualified(
+        self,
+        membership: MembershipState,
+        program: ProgramConfig,
+        *,
+        at: datetime,
+        reason: str,
+        actor: str,
+    ) -> Tier | None:
+        value = self.qualifying(membership, program, local_date(at, program))
+        target = upgrade_for(program.tier_policy, membership.tier_code, value)
+        if target is not None:
+            self.set_tier(
+                membership, program, target, at=at, reason=reason, value=value, actor=actor
+            )
+        return target
+
+    # ------------------------------------------------------------ memberships
+
+    def new_membership(
+        self,
+        profile: ProfileState,
+        program: ProgramConfig,
+        *,
+        at: datetime,
+        member_no: str | None,
+        channel_id: int | None,
+        store_id: int | None,
+        guide_id: int | None,
+    ) -> MembershipState:
+        mid = self.ids.one(t.memberships)
+        entry = program.tier_policy.ladder[0]
+        today = local_date(at, program)
+        state = MembershipState(
+            id=mid,
+            profile_id=profile.id,
+            program_id=program.id,
+            member_no=member_no or f"{program.code.upper()}{mid:09d}",
+            registered_at=at,
+            tier_code=entry.code,
+            tier_achieved_at=at,
+            tier_review_on=next_review(program.tier_policy, achieved_on=today, after=today),
+            debt=0,
+            is_new=True,
+        )
+        profile.memberships[program.id] = state
+        self.add(
+            t.memberships,
+            {
+                "id": mid,
+                "profile_id": profile.id,
+                "program_id": program.id,
+                "member_no": state.member_no,
+                "status": "active",
+                "registered_at": at,
+                "channel_id": channel_id,
+                "store_id": store_id,
+                "guide_id": guide_id,
+                "tier_code": state.tier_code,
+                "tier_achieved_at": at,
+                "tier_review_on": state.tier_review_on,
+                "debt_points": 0,
+            },
+        )
+        return state
+
+    # ------------------------------------------------------------ merges
+
+    def merge(
+        self,
+        survivor_id: int,
+        absorbed_ids: Sequence[int],
+        *,
+        trigger: str,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """Merge profiles into the survivor; nothing is lost and the before-state is kept."""
+        self.flush()
+        self.lock_profiles([survivor_id, *absorbed_ids])
+        at = self.now
+        for absorbed_id in absorbed_ids:
+            self._merge_one(
+                survivor_id, absorbed_id, at=at, trigger=trigger, actor=actor, reason=reason
+            )
+        # Reload everything about the survivor from the store.
+        for pid in [survivor_id, *absorbed_ids]:
+            state = self.profiles.pop(pid, None)
+            if state:
+                for m in state.memberships.values():
+                    self.ledgers.pop(m.id, None)
+                    self.contributions.pop(m.id, None)
+        self.owners = {k: v for k, v in self.owners.items() if v not in absorbed_ids}
+        self.load_profiles([survivor_id])
+        survivor = self.profiles[survivor_id]
+        for membership in survivor.memberships.values():
+            program = self.ref.programs[membership.program_id]
+            self.upgrade_if_qualified(membership, program, at=at, reason="merge", actor=actor)
+        self.flush()
+
+    def _merge_one(
+        self,
+        survivor_id: int,
+        absorbed_id: int,
+        *,
+        at: datetime,
+        trigger: str,
+        actor: str,
+        reason: str,
+    ) -> None:
+        conn = self.conn
+        before = _snapshot(conn, [survivor_id, absorbed_id])
+        merge_id = self.ids.one(t.merges)
+        conn.execute(
+            t.merges.insert().values(
+                id=merge_id,
+                survivor_id=survivor_id,
+                absorbed_id=absorbed_id,
+                reason=reason,
+                actor=actor,
+                trigger=trigger,
+                before_state=before,
+                merged_at=at,
+            )
+        )
+        survivor = self.profile(survivor_id)
+        absorbed = self.profile(absorbed_id)
+        # Profile attributes the survivor lacks come from the absorbed profile.
+        fill = {
+            name: getattr(absorbed, name)
+            for name in ("name", "birthday", "gender", "home_store_id")
+            if getattr(survivor, name) is None and getattr(absorbed, name) is not None
+        }
+        if fill:
+            conn.execute(update(t.profiles).where(t.profiles.c.id == survivor_id).values(**fill))
+        for table in (t.identities, t.orders, t.points_lots, t.history):
+            conn.execute(
+                update(table)
+                .where(table.c.profile_id == absorbed_id)
+                .values(profile_id=survivor_id)
+            )
+        conn.execute(
+            update(t.profiles)
+            .where(t.profiles.c.merged_into_id == absorbed_id)
+            .values(merged_into_id=survivor_id)
+        )
+        conn.execute(
+            update(t.profiles)
+            .where(t.profiles.c.id == absorbed_id)
+            .values(status="merged", merged_into_id=survivor_id, updated_at=at)
+        )
+        # Points move with their lots; each program's balance is transferred by a pair of
+        # entries so both profiles' entries still add up to their lots less debt.
+        programs = {
+            r.program_id
+            for r in conn.execute(
+                select(t.points_entries.c.program_id)
+                .where(t.points_entries.c.profile_id == absorbed_id)
+                .distinct()
+            )
+        }
+        programs |= set(absorbed.memberships)
+        for program_id in sorted(programs):
+            balance = int(
+                conn.execute(
+                    select(func.coalesce(func.sum(t.points_entries.c.points), 0)).where(
+                        t.points_entries.c.profile_id == absorbed_id,
+                        t.points_entries.c.program_id == program_id,
+                    )
+                ).scalar_one()
+            )
+            gone = absorbed.memberships.get(program_id)
+            kept = survivor.memberships.get(program_id)
+            debt = gone.debt if gone else 0
+            if balance or debt:
+                for pid, kind, pts in (
+                    (absorbed_id, EntryKind.MERGE_OUT, -balance),
+                    (survivor_id, EntryKind.MERGE_IN, balance),
+                ):
+                    conn.execute(
+                        t.points_entries.insert().values(
+                            id=self.ids.one(t.points_entries),
+                            profile_id=pid,
+                            program_id=program_id,
+                            kind=kind.value,
+                            points=pts,
+                            debt_delta=(-debt if pid == absorbed_id else debt),
+                            merge_id=merge_id,
+                            reason=f"merge of profile {absorbed_id} into {survivor_id}",
+                            actor=actor,
+                            occurred_at=at,
+                            recorded_at=self.now,
+                        )
+                    )
+            if gone is None:
+                continue
+            if kept is None:
+                conn.execute(
+                    update(t.memberships)
+                    .where(t.memberships.c.id == gone.id)
+                    .values(profile_id=survivor_id)
+                )
+                continue
+            program = self.ref.programs[program_id]
+            gone_rank = program.tier_policy.by_code(gone.tier_code).rank
+            keep_rank = program.tier_policy.by_code(kept.tier_code).rank
+            values: dict[str, Any] = {"debt_points": kept.debt + debt}
+            if gone_rank > keep_rank:  # the higher of the two tiers is kept
+                values.update(
+                    tier_code=gone.tier_code,
+                    tier_achieved_at=gone.tier_achieved_at,
+                    tier_review_on=gone.tier_review_on,
+                )
+                conn.execute(
+                    t.tier_changes.insert().values(
+                        membership_id=kept.id,
+                        from_tier=kept.tier_code,
+                        to_tier=gone.tier_code,
+                        reason="merge",
+                        qualifying_value=0,
+                        actor=actor,
+                        changed_at=at,
+                    )
+                )
+            conn.execute(
+                update(t.memberships).where(t.memberships.c.id == kept.id).values(**values)
+            )
+            conn.execute(
+                update(t.memberships)
+                .where(t.memberships.c.id == gone.id)
+                .values(status="merged", debt_points=0)
+            )
+        summary = f"profile {absorbed_id} merged into {survivor_id} ({trigger})"
+        for pid in (survivor_id, absorbed_id):
+            conn.execute(
+                t.history.insert().values(
+                    profile_id=pid,
+                    kind=HistoryKind.MERGED.value,
+                    summary=summary,
+                    data={
+                        "merge_id": merge_id,
+                        "survivor": survivor_id,
+                        "absorbed": absorbed_id,
+                        "trigger": trigger,
+                    },
+                    actor=actor,
+                    occurred_at=at,
+                )
+            )
+
+    # ------------------------------------------------------------ flushing
+
+    def flush(self) -> None:
+        """Write every buffered row and every changed ledger, lot and membership."""
+        conn = self.conn
+        self._flush_ledgers()
+        for table in (
+            t.profiles,
+            t.identities,
+            t.memberships,
+            t.orders,
+            t.order_lines,
+            t.payments,
+            t.refunds,
+            t.refund_lines,
+            t.points_lots,
+            t.points_entries,
+            t.points_allocations,
+            t.tier_changes,
+            t.history,
+        ):
+            rows = self._rows.pop(table.name, None)
+            if rows:
+                for chunk in _chunks(rows, 5000):
+                    conn.execute(table.insert(), chunk)
+        if self._lot_updates:
+            conn.execute(
+                update(t.points_lots)
+                .where(t.points_lots.c.id == bindparam("lot_id"))
+                .values(remaining=bindparam("new_remaining")),
+                [
+                    {"lot_id": lot.id, "new_remaining": lot.remaining}
+                    for lot in self._lot_updates.values()
+                ],
+            )
+            self._lot_updates.clear()
+        dirty = [m for p in self.profiles.values() for m in p.memberships.values() if m.dirty]
+        if dirty:
+            conn.execute(
+                update(t.memberships)
+                .where(t.memberships.c.id == bindparam("m_id"))
+                .values(
+                    tier_code=bindparam("m_tier"),
+                    tier_achieved_at=bindparam("m_achieved"),
+                    tier_review_on=bindparam("m_review"),
+                    debt_points=bindparam("m_debt"),
+                ),
+                [
+                    {
+                        "m_id": m.id,
+                        "m_tier": m.tier_code,
+                        "m_achieved": m.tier_achieved_at,
+                        "m_review": m.tier_review_on,
+                        "m_debt": m.debt,
+                    }
+                    for m in dirty
+                ],
+            )
+            for m in dirty:
+                m.dirty = False
+        for m in (m for p in self.profiles.values() for m in p.memberships.values()):
+            m.is_new = False
+
+    def _flush_ledgers(self) -> None:
+        states = [
+            (mid, s)
+            for mid, s in self.ledgers.items()
+            if s.ledger.entries or s.ledger.new_lots or s.ledger.dirty_lots
+        ]
+        if not states:
+            return
+        owners = {m.id: m for p in self.profiles.values() for m in p.memberships.values()}
+        new_lots = [lot for _, s in states for lot in s.ledger.new_lots]
+        for lot, lot_id in zip(new_lots, self.ids.take(t.points_lots, len(new_lots)), strict=True):
+            lot.id = lot_id
+        entries = [e for _, s in states for e in s.ledger.entries]
+        entry_ids = self.ids.take(t.points_entries, len(entries))
+        for entry, entry_id in zip(entries, entry_ids, strict=True):
+            entry.id = entry_id
+        for mid, state in states:
+            m = owners[mid]
+            ledger = state.ledger
+            for lot in ledger.new_lots:
+                self.add(
+                    t.points_lots,
+                    {
+                        "id": lot.id,
+                        "profile_id": m.profile_id,
+                        "program_id": m.program_id,
+                        "order_id": lot.order_id,
+                        "earned_at": lot.earned_at,
+                        "available_at": lot.available_at,
+                        "expires_at": lot.expires_at,
+                        "original": lot.original,
+                        "remaining": lot.remaining,
+                    },
+                )
+            for lot in ledger.dirty_lots:
+                assert lot.id is not None
+                self._lot_updates[lot.id] = lot
+            for entry in ledger.entries:
+                self.add(t.points_entries, _entry_row(entry, m, self.now))
+                for alloc in entry.allocations:
+                    self.add(
+                        t.points_allocations,
+                        {"entry_id": entry.id, "lot_id": alloc.lot.id, "points": alloc.points},
+                    )
+            if ledger.debt_changed:
+                m.debt = ledger.debt
+                m.dirty = True
+            if ledger.entries:
+                total = sum(e.points for e in ledger.entries)
+                first = ledger.entries[0]
+                self.history(
+                    m.profile_id,
+                    HistoryKind.POINTS_CHANGED,
+                    f"{total:+d} points: {first.reason}",
+                    {
+                        "program_id": m.program_id,
+                        "points": total,
+                        "entries": [e.id for e in ledger.entries],
+                    },
+                    actor=first.actor,
+                    at=first.occurred_at,
+                )
+            ledger.entries.clear()
+            ledger.new_lots.clear()
+            ledger.dirty_lots.clear()
+            ledger.debt_changed = False
+
+
+def _entry_row(entry: Entry, m: MembershipState, now: datetime) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "profile_id": m.profile_id,
+        "program_id": m.program_id,
+        "kind": entry.kind.value,
+        "points": entry.points,
+        "debt_delta": entry.debt_delta,
+        "lot_id": entry.lot.id if entry.lot else None,
+        "order_id": entry.order_id,
+        "refund_id": entry.refund_id,
+        "merge_id": None,
+        "reason": entry.reason[:500],
+        "actor": entry.actor,
+        "occurred_at": entry.occurred_at,
+        "recorded_at": now,
+    }
+
+
+def _snapshot(conn: Connection, profile_ids: Sequence[int]) -> dict[str, Any]:
+    """The full before-state of the profiles in a merge, enough to undo it."""
+
+    def rows(table: t.Table, *conds: Any) -> list[dict[str, Any]]:
+        return [
+            {k: _jsonable(v) for k, v in r._mapping.items()}
+            for r in conn.execute(select(table).where(or_(*conds)).order_by(table.c.id))
+        ]
+
+    ids = list(profile_ids)
+    return {
+        "profiles": rows(t.profiles, t.profiles.c.id.in_(ids)),
+        "identities": rows(t.identities, t.identities.c.profile_id.in_(ids)),
+        "memberships": rows(t.memberships, t.memberships.c.profile_id.in_(ids)),
+        "lots": rows(
+            t.points_lots, and_(t.points_lots.c.profile_id.in_(ids), t.points_lots.c.remaining > 0)
+        ),
+        "order_ids": [
+            r.id for r in conn.execute(select(t.orders.c.id).where(t.orders.c.profile_id.in_(ids)))
+        ],
+        "order_owners": {
+            str(r.id): r.profile_id
+            for r in conn.execute(
+                select(t.orders.c.id, t.orders.c.profile_id).where(t.orders.c.profile_id.in_(ids))
+            )
+        },
+        "lot_owners": {
+            str(r.id): r.profile_id
+            for r in conn.execute(
+                select(t.points_lots.c.id, t.points_lots.c.profile_id).where(
+                    t.points_lots.c.profile_id.in_(ids)
+                )
+            )
+        },
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "as_tuple"):  # Decimal
+        return str(value)
+    return value
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def require(value: Any, field_name: str, message: str) -> Any:
+    if value is None:
+        raise ValidationFailed(message, field=field_name)
+    return value
