@@ -14,6 +14,7 @@ class IdAllocator:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
         self._next: dict[str, int] = {}
+        self._pool: dict[str, list[int]] = {}
 
     def take(self, table: Table, n: int) -> list[int]:
         if n <= 0:
@@ -32,5 +33,12 @@ class IdAllocator:
         self._next[table.name] = start + n
         return list(range(start, start + n))
 
+    def reserve(self, table: Table, n: int) -> None:
+        """Draw ``n`` ids now so that later calls to :meth:`one` need no round trip."""
+        self._pool.setdefault(table.name, []).extend(reversed(self.take(table, n)))
+
     def one(self, table: Table) -> int:
+        pool = self._pool.get(table.name)
+        if pool:
+            return pool.pop()
         return self.take(table, 1)[0]

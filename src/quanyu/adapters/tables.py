@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -27,7 +26,6 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
-    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -285,6 +283,7 @@ orders = Table(
     Column("points_restored", BigInteger, nullable=False, server_default="0"),
     Column("fingerprint", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("result", JSON, nullable=False),
     ts("received_at"),
     UniqueConstraint("channel_id", "external_id", name="uq_orders_channel_external"),
     CheckConstraint("refunded_amount <= paid_total", name="refund_le_paid"),
@@ -335,6 +334,7 @@ refunds = Table(
     Column("points_restored", BigInteger, nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("result", JSON, nullable=False),
     ts("received_at"),
     UniqueConstraint("channel_id", "external_id", name="uq_refunds_channel_external"),
 )
@@ -431,5 +431,3 @@ history = Table(
     Column("actor", String(200), nullable=False),
     ts("occurred_at"),
 )
-
-__all__ = ["Boolean", "Text", "metadata"]

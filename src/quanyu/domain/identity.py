@@ -57,7 +57,13 @@ def normalise_phone(raw: str, default_region: str = "CN", *, field: str = "phone
 def normalise_email(raw: str, *, field: str = "email") -> str:
     value = raw.strip().casefold()
     local, _, domain = value.partition("@")
-    if not local or "." not in domain or " " in value or domain.startswith("."):
+    if (
+        not local
+        or "." not in domain
+        or "@" in domain
+        or any(c.isspace() for c in value)
+        or domain.startswith(".")
+    ):
         raise ValidationFailed(f"{raw!r} is not an e-mail address", field=field)
     return value
 

@@ -291,7 +291,8 @@ def validate_refund(refund: RefundInput, lines: Sequence[LineState]) -> None:
         seen.add(rl.line_no)
         if rl.quantity < 0 or rl.amount < 0 or (rl.quantity == 0 and rl.amount == 0):
             raise ValidationFailed(
-                "a refund line returns a positive quantity or amount", field=f"{where}.amount"
+                "a refund line returns a positive quantity or amount",
+                field=f"{where}.quantity" if rl.quantity < 0 else f"{where}.amount",
             )
         if rl.quantity > state.quantity - state.refunded_quantity:
             raise RefundExceedsOrder(

@@ -58,6 +58,12 @@ class TierPolicy:
         ordered = sorted(self.tiers, key=lambda t: t.rank)
         if any(a.threshold > b.threshold for a, b in itertools.pairwise(ordered)):
             raise ValidationFailed("a higher tier cannot have a lower threshold", field="tiers")
+        try:
+            date(2000, self.fixed_month, self.fixed_day)  # a leap year admits every review day
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"{self.fixed_month}-{self.fixed_day} is not a day of the year", field="fixed_day"
+            ) from exc
 
     @property
     def ladder(self) -> list[Tier]:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}  # serialization, deadlock, unique
 
 
-class RetryTransaction(Exception):  # noqa: N818 - control flow, never reaches a user
+class RetryTransaction(Exception):
     """Raised inside a command when state it read has changed under it."""
 
 

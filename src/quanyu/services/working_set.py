@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, tuple_, update
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.ids import IdAllocator
@@ -124,7 +124,7 @@ class WorkingSet:
 
     # ------------------------------------------------------------ buffers
 
-    def add(self, table: t.Table, row: dict[str, Any]) -> None:
+    def add(self, table: Table, row: dict[str, Any]) -> None:
         self._rows.setdefault(table.name, []).append(row)
 
     def history(
@@ -852,7 +852,7 @@ def _entry_row(entry: Entry, m: MembershipState, now: datetime) -> dict[str, Any
 def _snapshot(conn: Connection, profile_ids: Sequence[int]) -> dict[str, Any]:
     """The full before-state of the profiles in a merge, enough to undo it."""
 
-    def rows(table: t.Table, *conds: Any) -> list[dict[str, Any]]:
+    def rows(table: Table, *conds: Any) -> list[dict[str, Any]]:
         return [
             {k: _jsonable(v) for k, v in r._mapping.items()}
             for r in conn.execute(select(table).where(or_(*conds)).order_by(table.c.id))

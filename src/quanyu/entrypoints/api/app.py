@@ -1,0 +1,32 @@
+"""create_app(): the FastAPI application over a bootstrapped Platform."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from quanyu.entrypoints.api import errors
+from quanyu.entrypoints.api.routers import members, orders, points, setup, tiers
+from quanyu.services.uow import Platform
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="Quanyu",
+        version="0.1.0",
+        description="One member platform across every channel: OneID, orders, points, tiers.",
+    )
+    app.state.platform = platform
+    errors.install(app)
+    for module in (setup, members, orders, points, tiers):
+        app.include_router(module.router, prefix="/api/v1")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

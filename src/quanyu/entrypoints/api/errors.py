@@ -1,0 +1,97 @@
+"""Every error leaves the API as problem+json (RFC 9457), mapped here and only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from quanyu.domain.errors import (
+    BusinessRuleViolation,
+    Conflict,
+    LedgerInvariantBroken,
+    NotFound,
+    QuanyuError,
+    ValidationFailed,
+)
+
+PROBLEM = "application/problem+json"
+
+STATUS: list[tuple[type[QuanyuError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (ValidationFailed, 422),
+    (BusinessRuleViolation, 422),
+    (LedgerInvariantBroken, 500),
+]
+
+
+def status_of(exc: QuanyuError) -> int:
+    return next((code for cls, code in STATUS if isinstance(exc, cls)), 400)
+
+
+def problem_body(exc: QuanyuError, instance: str | None = None) -> dict[str, Any]:
+    return {
+        "type": f"/problems/{exc.code}",
+        "title": exc.title,
+        "status": status_of(exc),
+        "detail": exc.detail,
+        "code": exc.code,
+        **({"instance": instance} if instance else {}),
+        **jsonable_encoder(exc.fields),
+    }
+
+
+def problem(status: int, title: str, detail: str, code: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(QuanyuError)
+    async def _domain(request: Request, exc: QuanyuError) -> JSONResponse:
+        body = problem_body(exc, request.url.path)
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return problem(
+            422,
+            "Invalid input",
+            f"{first['field']}: {first['message']}",
+            "validation_failed",
+            field=first["field"],
+            errors=errors,
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(
+            exc.status_code,
+            str(exc.detail),
+            str(exc.detail),
+            f"http_{exc.status_code}",
+            instance=request.url.path,
+        )

@@ -1,0 +1,73 @@
+"""Members: register, lookup by any identity, 360 summary, identities, history, merges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from quanyu.domain.orders import IdentityInput
+from quanyu.entrypoints.api.deps import ActorDep, PlatformDep
+from quanyu.entrypoints.api.schemas import RegistrationIn, RegistrationOut
+from quanyu.services import members
+
+router = APIRouter(tags=["members"])
+
+
+@router.post("/members", status_code=201, response_model=RegistrationOut)
+def register(
+    body: RegistrationIn, p: PlatformDep, actor: ActorDep, response: Response
+) -> dict[str, Any]:
+    reg = members.Registration(
+        identities=tuple(IdentityInput(i.type, i.value, i.namespace) for i in body.identities),
+        **body.model_dump(exclude={"identities"}),
+    )
+    result = members.register(p, reg, actor=actor)
+    if not result["created"]:
+        response.status_code = 200
+    return result
+
+
+@router.get("/members/lookup")
+def lookup(
+    p: PlatformDep,
+    type: str = Query(..., max_length=32),
+    value: str = Query(..., min_length=1, max_length=255),
+    namespace: str | None = Query(None, max_length=128),
+) -> dict[str, Any]:
+    return members.summary(p, members.lookup(p, type, value, namespace))
+
+
+@router.get("/members/{member_id}")
+def summary(member_id: int, p: PlatformDep) -> dict[str, Any]:
+    return members.summary(p, member_id)
+
+
+@router.get("/members/{member_id}/identities")
+def identities(member_id: int, p: PlatformDep) -> list[dict[str, Any]]:
+    return members.member_identities(p, member_id)
+
+
+@router.get("/members/{member_id}/history")
+def history(
+    member_id: int,
+    p: PlatformDep,
+    limit: int = Query(100, ge=1, le=1000),
+    before_id: int | None = Query(None, ge=1),
+) -> list[dict[str, Any]]:
+    return members.member_history(p, member_id, limit=limit, before_id=before_id)
+
+
+@router.get("/members/{member_id}/merges")
+def member_merges(member_id: int, p: PlatformDep) -> list[dict[str, Any]]:
+    return members.merges_of(p, member_id)
+
+
+@router.get("/merges")
+def list_merges(p: PlatformDep, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    return members.merges_of(p, limit=limit)
+
+
+@router.get("/merges/{merge_id}")
+def merge_detail(merge_id: int, p: PlatformDep) -> dict[str, Any]:
+    return members.merge_detail(p, merge_id)

@@ -1,0 +1,557 @@
+"""Order and refund ingestion from any channel: single, batch and file import.
+
+Each order resolves its identities to one profile (merging if it links two), earns
+points under the program's rule in force at ``ordered_at``, spends any points used as
+payment, and can upgrade the member's tier at once. Ingestion is idempotent on
+(channel, external id): a replay returns the stored first result; the same key with a
+different payload raises IdempotencyConflict naming the differing fields.
+
+A batch runs in one transaction. An item that fails is reported with its error and
+the batch is run again without it, so no half-applied item is ever stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import select, tuple_, update
+
+from quanyu.adapters import tables as t
+from quanyu.adapters.reference import BrandRef, ProgramConfig, ReferenceData
+from quanyu.domain.earn_rules import EarnLine, quote_points
+from quanyu.domain.errors import IdempotencyConflict, QuanyuError, ValidationFailed
+from quanyu.domain.events import HistoryKind
+from quanyu.domain.identity import IdentityKey, make_key
+from quanyu.domain.orders import (
+    LineState,
+    OrderInput,
+    RefundInput,
+    canonical_order,
+    canonical_refund,
+    differences,
+    eligible_amounts,
+    fingerprint,
+    validate_order,
+    validate_points_payment,
+    validate_refund,
+)
+from quanyu.domain.points import EntryKind, proportional_share
+from quanyu.domain.tiers import TierMetric
+from quanyu.services.uow import Platform, run
+from quanyu.services.working_set import WorkingSet, expiry_for, local_date
+
+UNCATEGORISED = "uncategorised"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An order that passed the shape rules, with its normalised keys and fingerprint."""
+
+    order: OrderInput
+    keys: tuple[IdentityKey, ...]
+    canonical: dict[str, Any]
+    fingerprint: str
+
+
+def prepare_order(order: OrderInput, default_region: str) -> Prepared:
+    validate_order(order)
+    keys = tuple(
+        make_key(
+            i.type, i.value, i.namespace, default_region=default_region, field=f"identities[{n}]"
+        )
+        for n, i in enumerate(order.identities)
+    )
+    canonical = canonical_order(order)
+    return Prepared(order, keys, canonical, fingerprint(canonical))
+
+
+def _brand_for(ref: ReferenceData, order: OrderInput, store_brand: int | None) -> BrandRef:
+    if order.brand is not None:
+        brand = ref.brands.get(order.brand)
+        if brand is None:
+            raise ValidationFailed(f"unknown brand {order.brand!r}", field="brand")
+        return brand
+    if store_brand is not None:
+        return ref.brands_by_id[store_brand]
+    if len(ref.brands) == 1:
+        return next(iter(ref.brands.values()))
+    raise ValidationFailed("brand is required when the order names no store", field="brand")
+
+
+class OrderBatch:
+    """Applies prepared orders inside one WorkingSet."""
+
+    def __init__(self, ws: WorkingSet, items: Sequence[Prepared], actor: str) -> None:
+        self.ws = ws
+        self.actor = actor
+        ref = ws.ref
+        keys = {
+            (ref.channels[p.order.channel].id, p.order.external_id)
+            for p in items
+            if p.order.channel in ref.channels
+        }
+        self.stored: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        key_list = sorted(keys)
+        for i in range(0, len(key_list), 2000):
+            rows = ws.conn.execute(
+                select(
+                    t.orders.c.channel_id,
+                    t.orders.c.external_id,
+                    t.orders.c.fingerprint,
+                    t.orders.c.payload,
+                    t.orders.c.result,
+                ).where(
+                    tuple_(t.orders.c.channel_id, t.orders.c.external_id).in_(
+                        key_list[i : i + 2000]
+                    )
+                )
+            )
+            for r in rows:
+                self.stored[(r.channel_id, r.external_id)] = (r.fingerprint, r.payload, r.result)
+        skus = sorted({line.sku for p in items for line in p.order.lines if line.category is None})
+        self.categories: dict[str, str] = {}
+        for i in range(0, len(skus), 5000):
+            for p in ws.conn.execute(
+                select(t.products.c.sku, t.products.c.category).where(
+                    t.products.c.sku.in_(skus[i : i + 5000])
+                )
+            ):
+                self.categories[p.sku] = p.category
+        ws.preload_identities(k for p in items for k in p.keys)
+        ws.ids.reserve(t.orders, len(items) - len(self.stored))
+
+    def apply(self, item: Prepared) -> dict[str, Any]:
+        ws, order, ref = self.ws, item.order, self.ws.ref
+        channel = ref.channels.get(order.channel)
+        if channel is None:
+            raise ValidationFailed(f"unknown channel {order.channel!r}", field="channel")
+        stored = self.stored.get((channel.id, order.external_id))
+        if stored is not None:
+            if stored[0] == item.fingerprint:
+                return {**stored[2], "replayed": True}
+            raise IdempotencyConflict(
+                f"order {order.channel}/{order.external_id}", differences(stored[1], item.canonical)
+            )
+        store = ref.stores.get(order.store) if order.store else None
+        if order.store and store is None:
+            raise ValidationFailed(f"unknown store {order.store!r}", field="store")
+        guide = ref.guides.get(order.guide) if order.guide else None
+        if order.guide and guide is None:
+            raise ValidationFailed(f"unknown guide {order.guide!r}", field="guide")
+        brand = _brand_for(ref, order, store.brand_id if store else None)
+        program = ref.programs[brand.program_id]
+        trigger = f"order {order.channel}/{order.external_id}"
+        profile = ws.resolve(
+            item.keys, at=order.ordered_at, source=order.channel, trigger=trigger, actor=self.actor
+        )
+        membership = profile.memberships.get(program.id) if profile else None
+        if membership is not None and membership.status != "active":
+            membership = None
+        if order.points_used:
+            if membership is None:
+                raise ValidationFailed(
+                    "only a member of the program can pay with points", field="payments"
+                )
+            validate_points_payment(
+                order,
+                point_value_minor=program.point_value_minor,
+                cap_percent=program.points_payment_cap_percent,
+            )
+        categories = [
+            line.category or self.categories.get(line.sku, UNCATEGORISED) for line in order.lines
+        ]
+        points = 0
+        if membership is not None and profile is not None:
+            quote = quote_points(
+                program.rule_at(order.ordered_at),
+                lines=[
+                    EarnLine(line.sku, cat, amount)
+                    for line, cat, amount in zip(
+                        order.lines, categories, eligible_amounts(order), strict=True
+                    )
+                ],
+                channel=channel.code,
+                tier=membership.tier_code,
+                local_day=local_date(order.ordered_at, program),
+                birthday=profile.birthday,
+            )
+            points = quote.points
+        order_id = ws.ids.one(t.orders)
+        if membership is not None:
+            day = local_date(order.ordered_at, program)
+            amount = order.paid_total if program.tier_policy.metric is TierMetric.SPEND else points
+            ws.contribute(membership, program, day, amount)
+            if order.points_used:
+                ws.ledger(membership, complete=True).spend(
+                    points=order.points_used,
+                    as_of=order.ordered_at,
+                    reason=f"paid with points: {trigger}",
+                    actor=self.actor,
+                    order_id=order_id,
+                )
+            if points:
+                ws.ledger(membership, complete=False).earn(
+                    points=points,
+                    earned_at=order.ordered_at,
+                    available_at=order.ordered_at + timedelta(days=program.pending_days),
+                    expires_at=expiry_for(program, order.ordered_at),
+                    reason=f"earned: {trigger}",
+                    actor=self.actor,
+                    order_id=order_id,
+                )
+        tier = None
+        if membership is not None:
+            ws.upgrade_if_qualified(
+                membership, program, at=order.ordered_at, reason=trigger, actor=self.actor
+            )
+            tier = membership.tier_code
+        result = {
+            "order_id": order_id,
+            "channel": order.channel,
+            "external_id": order.external_id,
+            "member_id": profile.id if profile else None,
+            "member_no": membership.member_no if membership else None,
+            "points_earned": points,
+            "points_used": order.points_used,
+            "tier": tier,
+            "replayed": False,
+        }
+        ws.add(
+            t.orders,
+            {
+                "id": order_id,
+                "channel_id": channel.id,
+                "external_id": order.external_id,
+                "brand_id": brand.id,
+                "profile_id": profile.id if profile else None,
+                "store_id": store.id if store else None,
+                "guide_id": guide.id if guide else None,
+                "ordered_at": order.ordered_at,
+                "list_total": order.list_total,
+                "paid_total": order.paid_total,
+                "points_used": order.points_used,
+                "points_amount": order.points_amount,
+                "points_earned": points,
+                "refunded_amount": 0,
+                "points_clawed_back": 0,
+                "points_restored": 0,
+                "fingerprint": item.fingerprint,
+                "payload": item.canonical,
+                "result": result,
+                "received_at": ws.now,
+            },
+        )
+        for line, cat in zip(order.lines, categories, strict=True):
+            ws.add(
+                t.order_lines,
+                {
+                    "order_id": order_id,
+                    "line_no": line.line_no,
+                    "sku": line.sku,
+                    "category": cat,
+                    "quantity": line.quantity,
+                    "list_price": line.list_price,
+                    "paid_amount": line.paid_amount,
+                    "refunded_quantity": 0,
+                    "refunded_amount": 0,
+                },
+            )
+        for payment in order.payments:
+            ws.add(
+                t.payments,
+                {
+                    "order_id": order_id,
+                    "method": payment.method,
+                    "amount": payment.amount,
+                    "points": payment.points,
+                },
+            )
+        if profile is not None:
+            ws.history(
+                profile.id,
+                HistoryKind.ORDER_PLACED,
+                f"{order.channel} order {order.external_id}: {order.paid_total}",
+                {
+                    "order_id": order_id,
+                    "channel": order.channel,
+                    "paid_total": order.paid_total,
+                    "points_earned": points,
+                },
+                actor=self.actor,
+                at=order.ordered_at,
+            )
+        self.stored[(channel.id, order.external_id)] = (item.fingerprint, item.canonical, result)
+        return result
+
+
+@dataclass
+class ItemFailed(Exception):
+    index: int
+    error: QuanyuError
+
+
+def run_batch(
+    platform: Platform,
+    count: int,
+    prepare: Callable[[int], T],
+    apply: Callable[[WorkingSet, list[tuple[int, T]]], list[dict[str, Any]]],
+) -> list[dict[str, Any] | QuanyuError]:
+    """Prepare every item, apply the good ones in one transaction; rerun without failures."""
+    outcome: dict[int, dict[str, Any] | QuanyuError] = {}
+    good: list[tuple[int, T]] = []
+    for i in range(count):
+        try:
+            good.append((i, prepare(i)))
+        except QuanyuError as exc:
+            outcome[i] = exc
+    while True:
+        try:
+            items = list(good)
+            results = run(platform, lambda ws: apply(ws, items))
+        except ItemFailed as failed:
+            outcome[failed.index] = failed.error
+            good = [(i, p) for i, p in good if i != failed.index]
+            continue
+        for (i, _), res in zip(good, results, strict=True):
+            outcome[i] = res
+        return [outcome[i] for i in range(count)]
+
+
+def ingest_orders(
+    platform: Platform, orders: Sequence[OrderInput], *, actor: str
+) -> list[dict[str, Any] | QuanyuError]:
+    def apply(ws: WorkingSet, items: list[tuple[int, Prepared]]) -> list[dict[str, Any]]:
+        batch = OrderBatch(ws, [p for _, p in items], actor)
+        out = []
+        for i, item in items:
+            try:
+                out.append(batch.apply(item))
+            except QuanyuError as exc:
+                raise ItemFailed(i, exc) from exc
+        return out
+
+    return run_batch(
+        platform, len(orders), lambda i: prepare_order(orders[i], platform.default_region), apply
+    )
+
+
+def ingest_order(platform: Platform, order: OrderInput, *, actor: str) -> dict[str, Any]:
+    item = prepare_order(order, platform.default_region)
+    return run(platform, lambda ws: OrderBatch(ws, [item], actor).apply(item))
+
+
+# ---------------------------------------------------------------- refunds
+
+
+def apply_refund(
+    ws: WorkingSet, refund: RefundInput, *, actor: str, order_channel: str | None = None
+) -> dict[str, Any]:
+    ref = ws.ref
+    channel = ref.channels.get(refund.channel)
+    if channel is None:
+        raise ValidationFailed(f"unknown channel {refund.channel!r}", field="channel")
+    canonical = canonical_refund(refund)
+    fp = fingerprint(canonical)
+    stored = ws.conn.execute(
+        select(t.refunds.c.fingerprint, t.refunds.c.payload, t.refunds.c.result).where(
+            t.refunds.c.channel_id == channel.id, t.refunds.c.external_id == refund.external_id
+        )
+    ).first()
+    if stored is not None:
+        if stored.fingerprint == fp:
+            return {**stored.result, "replayed": True}
+        raise IdempotencyConflict(
+            f"refund {refund.channel}/{refund.external_id}", differences(stored.payload, canonical)
+        )
+    ws.flush()
+    order_ch = ref.channels.get(order_channel or refund.channel)
+    if order_ch is None:
+        raise ValidationFailed(f"unknown channel {order_channel!r}", field="order_channel")
+    query = select(t.orders).where(
+        t.orders.c.channel_id == order_ch.id, t.orders.c.external_id == refund.order_external_id
+    )
+    if ws.postgres:
+        query = query.with_for_update()
+    order = ws.conn.execute(query).first()
+    if order is None:
+        raise ValidationFailed(
+            f"no order {order_ch.code}/{refund.order_external_id} to refund",
+            field="order_external_id",
+        )
+    if order.profile_id is not None:
+        ws.lock_profiles([order.profile_id])
+    lines = ws.conn.execute(select(t.order_lines).where(t.order_lines.c.order_id == order.id)).all()
+    validate_refund(
+        refund,
+        [
+            LineState(r.line_no, r.quantity, r.paid_amount, r.refunded_quantity, r.refunded_amount)
+            for r in lines
+        ],
+    )
+    refunded = order.refunded_amount + refund.amount
+    clawback = (
+        proportional_share(order.points_earned, refunded, order.paid_total)
+        - order.points_clawed_back
+    )
+    restore = (
+        proportional_share(order.points_used, refunded, order.paid_total) - order.points_restored
+    )
+    refund_id = ws.ids.one(t.refunds)
+    program: ProgramConfig = ref.programs[ref.brands_by_id[order.brand_id].program_id]
+    profile = ws.profile(order.profile_id) if order.profile_id is not None else None
+    membership = profile.memberships.get(program.id) if profile else None
+    trigger = (
+        f"refund {refund.channel}/{refund.external_id} of order {order_ch.code}/{order.external_id}"
+    )
+    if membership is not None:
+        if program.tier_policy.metric is TierMetric.SPEND:
+            ws.contribute(
+                membership, program, local_date(order.ordered_at, program), -refund.amount
+            )
+        elif clawback:
+            ws.contribute(membership, program, local_date(refund.refunded_at, program), -clawback)
+        ledger = ws.ledger(membership, complete=bool(clawback or restore))
+        if clawback > 0:
+            ledger.claw_back(
+                points=clawback,
+                as_of=refund.refunded_at,
+                policy=program.clawback_policy,
+                reason=f"clawed back: {trigger}",
+                actor=actor,
+                order_id=order.id,
+                refund_id=refund_id,
+            )
+        if restore > 0:
+            ledger.earn(
+                points=restore,
+                earned_at=refund.refunded_at,
+                available_at=refund.refunded_at,
+                expires_at=_restored_expiry(ws, order.id, program, refund.refunded_at),
+                reason=f"points payment returned: {trigger}",
+                actor=actor,
+                kind=EntryKind.RESTORE,
+                order_id=order.id,
+                refund_id=refund_id,
+            )
+    result = {
+        "refund_id": refund_id,
+        "order_id": order.id,
+        "channel": refund.channel,
+        "external_id": refund.external_id,
+        "amount": refund.amount,
+        "points_clawed_back": clawback,
+        "points_restored": restore,
+        "member_id": order.profile_id,
+        "replayed": False,
+    }
+    ws.add(
+        t.refunds,
+        {
+            "id": refund_id,
+            "channel_id": channel.id,
+            "external_id": refund.external_id,
+            "order_id": order.id,
+            "refunded_at": refund.refunded_at,
+            "amount": refund.amount,
+            "points_clawed_back": clawback,
+            "points_restored": restore,
+            "fingerprint": fp,
+            "payload": canonical,
+            "result": result,
+            "received_at": ws.now,
+        },
+    )
+    by_no = {r.line_no: r for r in lines}
+    for rl in refund.lines:
+        ws.add(
+            t.refund_lines,
+            {
+                "refund_id": refund_id,
+                "line_no": rl.line_no,
+                "quantity": rl.quantity,
+                "amount": rl.amount,
+            },
+        )
+        ws.conn.execute(
+            update(t.order_lines)
+            .where(t.order_lines.c.id == by_no[rl.line_no].id)
+            .values(
+                refunded_quantity=t.order_lines.c.refunded_quantity + rl.quantity,
+                refunded_amount=t.order_lines.c.refunded_amount + rl.amount,
+            )
+        )
+    ws.conn.execute(
+        update(t.orders)
+        .where(t.orders.c.id == order.id)
+        .values(
+            refunded_amount=t.orders.c.refunded_amount + refund.amount,
+            points_clawed_back=t.orders.c.points_clawed_back + clawback,
+            points_restored=t.orders.c.points_restored + restore,
+        )
+    )
+    if order.profile_id is not None:
+        ws.history(
+            order.profile_id,
+            HistoryKind.ORDER_REFUNDED,
+            f"{refund.channel} refund {refund.external_id}: {refund.amount}",
+            {
+                "refund_id": refund_id,
+                "order_id": order.id,
+                "amount": refund.amount,
+                "points_clawed_back": clawback,
+                "points_restored": restore,
+            },
+            actor=actor,
+            at=refund.refunded_at,
+        )
+    return result
+
+
+def _restored_expiry(
+    ws: WorkingSet, order_id: int, program: ProgramConfig, at: datetime
+) -> datetime | None:
+    """Returned points keep the latest expiry of the lots the payment consumed."""
+    rows = ws.conn.execute(
+        select(t.points_lots.c.expires_at)
+        .join(t.points_allocations, t.points_allocations.c.lot_id == t.points_lots.c.id)
+        .join(t.points_entries, t.points_entries.c.id == t.points_allocations.c.entry_id)
+        .where(
+            t.points_entries.c.order_id == order_id,
+            t.points_entries.c.kind == EntryKind.SPEND.value,
+        )
+    ).all()
+    if not rows:
+        return expiry_for(program, at)
+    if any(r.expires_at is None for r in rows):
+        return None
+    latest: datetime = max(r.expires_at for r in rows)
+    return latest
+
+
+def ingest_refund(
+    platform: Platform, refund: RefundInput, *, actor: str, order_channel: str | None = None
+) -> dict[str, Any]:
+    return run(
+        platform, lambda ws: apply_refund(ws, refund, actor=actor, order_channel=order_channel)
+    )
+
+
+def ingest_refunds(
+    platform: Platform, refunds: Sequence[tuple[RefundInput, str | None]], *, actor: str
+) -> list[dict[str, Any] | QuanyuError]:
+    def apply(
+        ws: WorkingSet, items: list[tuple[int, tuple[RefundInput, str | None]]]
+    ) -> list[dict[str, Any]]:
+        out = []
+        for i, (refund, order_channel) in items:
+            try:
+                out.append(apply_refund(ws, refund, actor=actor, order_channel=order_channel))
+            except QuanyuError as exc:
+                raise ItemFailed(i, exc) from exc
+        return out
+
+    return run_batch(platform, len(refunds), lambda i: refunds[i], apply)
