@@ -311,7 +311,7 @@ def run_batch(
     while True:
         try:
             items = list(good)
-            results = run(platform, lambda ws: apply(ws, items))
+            results = run(platform, lambda ws, items=items: apply(ws, items))
         except ItemFailed as failed:
             outcome[failed.index] = failed.error
             good = [(i, p) for i, p in good if i != failed.index]
