@@ -152,7 +152,7 @@ def test_earn_settles_outstanding_debt_from_the_new_lot_first() -> None:
     assert ledger.debt == 0
     assert ledger.debt_changed
     assert ledger.available(T0) == 70
-    assert ledger.total() - (-30) == sum(e.points for e in entries)
+    assert ledger.total() == -30 + sum(e.points for e in entries)
 
 
 def test_earn_smaller_than_the_debt_settles_only_part_of_it() -> None:
@@ -579,8 +579,10 @@ def test_negative_adjustment_never_clamps_it_raises_insufficient_points() -> Non
     assert len(ledger.entries) == 1
 
 
-@pytest.mark.parametrize(("reason", "actor", "field"), [("", "a", "reason"), ("  ", "a", "reason"),
-                                                         ("why", "", "actor"), ("why", " ", "actor")])
+@pytest.mark.parametrize(
+    ("reason", "actor", "field"),
+    [("", "a", "reason"), ("  ", "a", "reason"), ("why", "", "actor"), ("why", " ", "actor")],
+)
 def test_adjustment_needs_a_reason_and_an_actor(reason: str, actor: str, field: str) -> None:
     ledger = Ledger()
     with pytest.raises(ValidationFailed) as err:

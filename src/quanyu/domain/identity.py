@@ -11,6 +11,7 @@ which profile survives, which profiles merge into it and which keys are new.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,13 +46,22 @@ class IdentityKey:
 
 def normalise_phone(raw: str, default_region: str = "CN", *, field: str = "phone") -> str:
     """Return the E.164 form of ``raw`` or raise ValidationFailed naming ``field``."""
+    e164 = _e164(raw, default_region)
+    if e164 is None:
+        raise ValidationFailed(f"{raw!r} is not a valid phone number", field=field)
+    return e164
+
+
+@functools.lru_cache(maxsize=262_144)
+def _e164(raw: str, default_region: str) -> str | None:
+    """Parsing is costly and the same numbers recur across orders: cache the answers."""
     try:
         number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValidationFailed(f"{raw!r} is not a phone number", field=field) from exc
+    except phonenumbers.NumberParseException:
+        return None
     if not phonenumbers.is_valid_number(number):
-        raise ValidationFailed(f"{raw!r} is not a valid phone number", field=field)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
 def normalise_email(raw: str, *, field: str = "email") -> str:

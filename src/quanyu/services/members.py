@@ -133,12 +133,15 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
         if v is not None and getattr(profile, k) is None
     }
     if fill:
-        ws.flush()
-        ws.conn.execute(
-            update(t.profiles)
-            .where(t.profiles.c.id == profile.id)
-            .values(updated_at=ws.now, **fill)
-        )
+        buffered = ws.new_profile_rows.get(profile.id)
+        if buffered is not None:
+            buffered.update(fill)
+        else:
+            ws.conn.execute(
+                update(t.profiles)
+                .where(t.profiles.c.id == profile.id)
+                .values(updated_at=ws.now, **fill)
+            )
         for k, v in fill.items():
             setattr(profile, k, v)
     ws.history(

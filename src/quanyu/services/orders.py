@@ -123,6 +123,21 @@ class OrderBatch:
                 self.categories[p.sku] = p.category
         ws.preload_identities(k for p in items for k in p.keys)
         ws.ids.reserve(t.orders, len(items) - len(self.stored))
+        if items:
+            earliest = min(p.order.ordered_at for p in items)
+            for program in ref.programs.values():
+                since = local_date(earliest, program) - timedelta(
+                    days=program.tier_policy.window_days
+                )
+                ws.preload_contributions(
+                    [
+                        m
+                        for prof in ws.profiles.values()
+                        for m in prof.memberships.values()
+                        if m.program_id == program.id and m.status == "active"
+                    ],
+                    since,
+                )
 
     def apply(self, item: Prepared) -> dict[str, Any]:
         ws, order, ref = self.ws, item.order, self.ws.ref

@@ -138,7 +138,7 @@ def review_due_tiers(
                     if after.rank == before.rank:
                         counts["kept"] += 1
                         m.tier_review_on = _following(ws, m.tier_review_on, program)
-                        m.dirty = True
+                        ws.mark_dirty(m)
                         continue
                     counts["downgraded" if after.rank < before.rank else "upgraded"] += 1
                     ws.set_tier(

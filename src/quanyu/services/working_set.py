@@ -80,6 +80,7 @@ class ProfileState:
 
 @dataclass
 class LedgerState:
+    membership: MembershipState
     ledger: Ledger
     complete: bool
 
@@ -121,6 +122,9 @@ class WorkingSet:
         self.locked: set[int] = set()
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._lot_updates: dict[int, Lot] = {}
+        self._dirty: dict[int, MembershipState] = {}
+        self._new_memberships: list[MembershipState] = []
+        self.new_profile_rows: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ buffers
 
@@ -156,13 +160,19 @@ class WorkingSet:
         wanted = sorted(set(ids) - self.locked)
         if not wanted:
             return
-        query = select(t.profiles.c.id, t.profiles.c.status).where(t.profiles.c.id.in_(wanted))
-        if self.postgres:
-            query = query.order_by(t.profiles.c.id).with_for_update()
-        rows = self.conn.execute(query).all()
-        self.locked.update(r.id for r in rows)
-        if any(r.status != "active" for r in rows):
-            raise RetryTransaction("a profile was merged while the command ran")
+        if not self.postgres:  # SQLite: BEGIN IMMEDIATE already holds the database lock
+            self.locked.update(wanted)
+            return
+        for chunk in _chunks(wanted, 5000):
+            rows = self.conn.execute(
+                select(t.profiles.c.id, t.profiles.c.status)
+                .where(t.profiles.c.id.in_(chunk))
+                .order_by(t.profiles.c.id)
+                .with_for_update()
+            ).all()
+            self.locked.update(r.id for r in rows)
+            if any(r.status != "active" for r in rows):
+                raise RetryTransaction("a profile was merged while the command ran")
 
     def load_profiles(self, ids: Iterable[int]) -> None:
         wanted = [i for i in set(ids) if i not in self.profiles]
@@ -196,12 +206,11 @@ class WorkingSet:
                 )
 
     def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
+        """Find (and on PostgreSQL lock) the owners of many identities in a few queries."""
         wanted = sorted({k for k in keys if k not in self.owners})
         found: set[int] = set()
         for chunk in _chunks(wanted, 2000):
-            cond = tuple_(t.identities.c.type, t.identities.c.namespace, t.identities.c.value).in_(
-                [(k.type.value, k.namespace, k.value) for k in chunk]
-            )
+            by_tuple = {(k.type.value, k.namespace, k.value): k for k in chunk}
             for k in chunk:
                 self.owners[k] = None
             rows = self.conn.execute(
@@ -210,16 +219,16 @@ class WorkingSet:
                     t.identities.c.namespace,
                     t.identities.c.value,
                     t.identities.c.profile_id,
-                ).where(cond)
+                ).where(
+                    tuple_(t.identities.c.type, t.identities.c.namespace, t.identities.c.value).in_(
+                        list(by_tuple)
+                    )
+                )
             )
             for r in rows:
-                key = next(
-                    k
-                    for k in chunk
-                    if (k.type.value, k.namespace, k.value) == (r.type, r.namespace, r.value)
-                )
-                self.owners[key] = r.profile_id
+                self.owners[by_tuple[(r.type, r.namespace, r.value)]] = r.profile_id
                 found.add(r.profile_id)
+        self.lock_profiles(found)
         self.load_profiles(found)
 
     def profile(self, profile_id: int) -> ProfileState:
@@ -233,20 +242,19 @@ class WorkingSet:
         state = ProfileState(id=pid, created_at=at)
         self.profiles[pid] = state
         self.locked.add(pid)
-        self.add(
-            t.profiles,
-            {
-                "id": pid,
-                "status": "active",
-                "created_at": at,
-                "updated_at": at,
-                "name": None,
-                "gender": None,
-                "birthday": None,
-                "home_store_id": None,
-                "merged_into_id": None,
-            },
-        )
+        row = {
+            "id": pid,
+            "status": "active",
+            "created_at": at,
+            "updated_at": at,
+            "name": None,
+            "gender": None,
+            "birthday": None,
+            "home_store_id": None,
+            "merged_into_id": None,
+        }
+        self.new_profile_rows[pid] = row
+        self.add(t.profiles, row)
         return state
 
     def resolve(
@@ -318,7 +326,9 @@ class WorkingSet:
         """The member's ledger; ``complete`` loads every live lot (needed to take points)."""
         state = self.ledgers.get(membership.id)
         if state is None:
-            state = LedgerState(Ledger(debt=membership.debt), complete=membership.is_new)
+            state = LedgerState(
+                membership, Ledger(debt=membership.debt), complete=membership.is_new
+            )
             self.ledgers[membership.id] = state
         if complete and not state.complete:
             rows = self.conn.execute(
@@ -394,6 +404,38 @@ class WorkingSet:
         self.contributions[membership.id] = (since, out)
         return out
 
+    def preload_contributions(self, memberships: Sequence[MembershipState], since: date) -> None:
+        """Load the tier contributions of many memberships (one program at a time)."""
+        by_program: dict[int, list[MembershipState]] = {}
+        for m in memberships:
+            cached = self.contributions.get(m.id)
+            if cached is None or cached[0] > since:
+                by_program.setdefault(m.program_id, []).append(m)
+        for program_id, group in by_program.items():
+            program = self.ref.programs[program_id]
+            if program.tier_policy.metric is not TierMetric.SPEND:
+                continue  # points contributions load one member at a time
+            start = datetime.combine(since, time(0), program.tz).astimezone(UTC)
+            if any(self.contributions.get(m.id) is not None for m in group):
+                self.flush()
+            found: dict[int, list[tuple[date, int]]] = {m.profile_id: [] for m in group}
+            for chunk in _chunks(sorted(found), 5000):
+                rows = self.conn.execute(
+                    select(
+                        t.orders.c.profile_id,
+                        t.orders.c.ordered_at,
+                        t.orders.c.paid_total - t.orders.c.refunded_amount,
+                    ).where(
+                        t.orders.c.profile_id.in_(chunk),
+                        t.orders.c.brand_id.in_(sorted(program.brand_ids)),
+                        t.orders.c.ordered_at >= start,
+                    )
+                )
+                for r in rows:
+                    found[r[0]].append((local_date(r[1], program), int(r[2])))
+            for m in group:
+                self.contributions[m.id] = (since, found[m.profile_id])
+
     def contribute(
         self, membership: MembershipState, program: ProgramConfig, day: date, amount: int
     ) -> None:
@@ -427,7 +469,7 @@ class WorkingSet:
         membership.tier_review_on = review_on or next_review(
             program.tier_policy, achieved_on=today, after=today
         )
-        membership.dirty = True
+        self.mark_dirty(membership)
         self.add(
             t.tier_changes,
             {
@@ -495,6 +537,7 @@ class WorkingSet:
             is_new=True,
         )
         profile.memberships[program.id] = state
+        self._new_memberships.append(state)
         self.add(
             t.memberships,
             {
@@ -699,6 +742,10 @@ class WorkingSet:
                 )
             )
 
+    def mark_dirty(self, membership: MembershipState) -> None:
+        membership.dirty = True
+        self._dirty[membership.id] = membership
+
     # ------------------------------------------------------------ flushing
 
     def flush(self) -> None:
@@ -759,18 +806,19 @@ class WorkingSet:
             )
             for m in dirty:
                 m.dirty = False
-        for m in (m for p in self.profiles.values() for m in p.memberships.values()):
+        for m in self._new_memberships:
             m.is_new = False
+        self._new_memberships.clear()
+        self.new_profile_rows.clear()
 
     def _flush_ledgers(self) -> None:
         states = [
-            (mid, s)
-            for mid, s in self.ledgers.items()
+            (s.membership, s)
+            for s in self.ledgers.values()
             if s.ledger.entries or s.ledger.new_lots or s.ledger.dirty_lots
         ]
         if not states:
             return
-        owners = {m.id: m for p in self.profiles.values() for m in p.memberships.values()}
         new_lots = [lot for _, s in states for lot in s.ledger.new_lots]
         for lot, lot_id in zip(new_lots, self.ids.take(t.points_lots, len(new_lots)), strict=True):
             lot.id = lot_id
@@ -778,8 +826,7 @@ class WorkingSet:
         entry_ids = self.ids.take(t.points_entries, len(entries))
         for entry, entry_id in zip(entries, entry_ids, strict=True):
             entry.id = entry_id
-        for mid, state in states:
-            m = owners[mid]
+        for m, state in states:
             ledger = state.ledger
             for lot in ledger.new_lots:
                 self.add(
@@ -808,7 +855,7 @@ class WorkingSet:
                     )
             if ledger.debt_changed:
                 m.debt = ledger.debt
-                m.dirty = True
+                self.mark_dirty(m)
             if ledger.entries:
                 total = sum(e.points for e in ledger.entries)
                 first = ledger.entries[0]

@@ -30,3 +30,10 @@ def create_app(platform: Platform) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The ASGI factory uvicorn calls (``quanyu serve``): settings from the environment."""
+    from quanyu.bootstrap import bootstrap  # noqa: PLC0415 - only when serving
+
+    return create_app(bootstrap())

@@ -1,0 +1,257 @@
+"""The ``quanyu`` command line: the same services as the API, for operators and engineers."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from quanyu.bootstrap import bootstrap
+from quanyu.config import Settings
+from quanyu.domain.errors import QuanyuError
+from quanyu.services.uow import Platform
+
+app = typer.Typer(
+    help="Quanyu: one member platform across every channel.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+import_app = typer.Typer(help="Import data files.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
+check_app = typer.Typer(help="Consistency checks.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(check_app, name="check")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Turn known failures into one clear line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except QuanyuError as exc:
+            where = f" ({exc.fields['field']})" if exc.fields.get("field") else ""
+            err.print(f"[red]error{where}:[/red] {exc.detail}")
+            raise typer.Exit(1) from None
+        except OperationalError as exc:
+            err.print(f"[red]error:[/red] cannot use the database: {exc.orig}")
+            raise typer.Exit(2) from None
+        except ProgrammingError as exc:
+            err.print(
+                f"[red]error:[/red] the database schema is missing or old "
+                f"(run `quanyu db upgrade`): {exc.orig}"
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _platform() -> Platform:
+    return bootstrap(Settings())
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    from quanyu.adapters.migrate import upgrade  # noqa: PLC0415
+
+    settings = Settings()
+    upgrade(bootstrap(settings).engine)
+    out.print(f"schema is up to date ({settings.database_url.split('@')[-1]})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs)."""
+    import uvicorn  # noqa: PLC0415
+
+    settings = Settings()
+    uvicorn.run(
+        "quanyu.entrypoints.api.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level="info",
+    )
+
+
+@app.command()
+@friendly
+def demo(
+    people: Annotated[int, typer.Option(help="How many people the demo brand has")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data")] = 7,
+    reset: Annotated[bool, typer.Option(help="Delete the embedded database first")] = False,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards")
+    ] = True,
+) -> None:
+    """Seed the demo brand group into the configured database, then serve."""
+    from sqlalchemy import func, select  # noqa: PLC0415
+
+    from quanyu.adapters import tables as t  # noqa: PLC0415
+    from quanyu.adapters.migrate import upgrade  # noqa: PLC0415
+    from quanyu.demo import seed_demo  # noqa: PLC0415
+
+    settings = Settings()
+    url = settings.database_url
+    if reset and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    platform = bootstrap(settings)
+    upgrade(platform.engine)
+    with platform.engine.connect() as conn:
+        seeded = conn.execute(select(func.count()).select_from(t.programs)).scalar_one()
+    if seeded:
+        out.print("demo data already present (use --reset to seed again)")
+    else:
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            summary = seed_demo(platform, people=people, seed=seed, progress=progress)
+        table = Table(title="demo brand group")
+        table.add_column("what")
+        table.add_column("count", justify="right")
+        for name, value in vars(summary).items():
+            table.add_row(name.replace("_", " "), f"{value:,}")
+        out.print(table)
+    platform.engine.dispose()
+    if serve_after:
+        out.print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+        serve(None, None, None)
+
+
+@import_app.command("orders")
+@friendly
+def import_orders(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet, see docs/import-format.md")],
+    rejects: Annotated[Path | None, typer.Option(help="Write rejected orders to this CSV")] = None,
+    batch: Annotated[int, typer.Option(help="Orders per transaction", min=1)] = 2000,
+    actor: Annotated[str, typer.Option(help="Recorded as the actor")] = "import",
+) -> None:
+    """Import orders from a file, with a progress bar and a summary of rejected rows."""
+    from quanyu.services.importer import import_orders as run_import  # noqa: PLC0415
+
+    if not file.exists():
+        err.print(f"[red]error:[/red] {file} does not exist")
+        raise typer.Exit(1)
+    platform = _platform()
+    size = _count_rows(file)
+    with _progress() as bar:
+        task = bar.add_task(f"importing {file.name}", total=size)
+        summary = run_import(
+            platform,
+            file,
+            actor=f"cli:{actor}",
+            batch_orders=batch,
+            progress=lambda n: bar.advance(task, n),
+        )
+    out.print(
+        f"{summary.orders:,} orders ({summary.lines:,} lines): "
+        f"{summary.accepted:,} accepted, {summary.replayed:,} already imported, "
+        f"{summary.rejected_orders:,} rejected ({summary.rejected_rows:,} rows)"
+    )
+    if summary.rejections:
+        table = Table(title="rejected orders")
+        for col in ("row", "order", "field", "reason"):
+            table.add_column(col)
+        for r in summary.rejections[:20]:
+            table.add_row(str(r.row), f"{r.channel}/{r.external_id}", r.field or "", r.reason)
+        out.print(table)
+        if len(summary.rejections) > 20:
+            out.print(f"... and {len(summary.rejections) - 20:,} more")
+    if rejects is not None:
+        with rejects.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["row", "rows", "channel", "external_id", "field", "reason"])
+            for r in summary.rejections:
+                writer.writerow([r.row, r.rows, r.channel, r.external_id, r.field or "", r.reason])
+        out.print(f"rejected orders written to {rejects}")
+
+
+def _count_rows(file: Path) -> int:
+    if file.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        return int(pq.ParquetFile(file).metadata.num_rows)
+    with file.open("rb") as fh:
+        return max(sum(1 for _ in fh) - 1, 0)
+
+
+@jobs_app.command("run-due")
+@friendly
+def run_due() -> None:
+    """Expire due points and review due tiers."""
+    from quanyu.services.points import expire_due  # noqa: PLC0415
+    from quanyu.services.tiers import review_due_tiers  # noqa: PLC0415
+
+    platform = _platform()
+    expired = expire_due(platform)
+    counts = review_due_tiers(platform)
+    out.print(
+        f"expired {expired:,} points; tiers reviewed {counts['reviewed']:,} "
+        f"(kept {counts['kept']:,}, down {counts['downgraded']:,}, "
+        f"up {counts['upgraded']:,})"
+    )
+
+
+@check_app.command("ledger")
+@friendly
+def check_ledger() -> None:
+    """Prove that every member's points entries agree with their lots and debt."""
+    from quanyu.services.points import check_ledger as check  # noqa: PLC0415
+
+    problems = check(_platform())
+    if problems:
+        table = Table(title="ledger disagreements")
+        for key in problems[0]:
+            table.add_column(key)
+        for p in problems[:50]:
+            table.add_row(*(str(v) for v in p.values()))
+        out.print(table)
+        err.print(f"[red]{len(problems):,} disagreements[/red]")
+        raise typer.Exit(1)
+    out.print("ledger consistent: every balance equals its entries, every lot its allocations")
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
