@@ -621,3 +621,38 @@ def test_successive_refund_shares_never_claw_back_more_than_was_earned() -> None
         clawed += proportional_share(earned, refunded, paid) - clawed
         assert clawed <= earned
     assert clawed == earned
+
+
+def test_points_returned_by_a_refund_are_not_clawed_back_as_the_orders_own() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger = Ledger()
+    ledger.earn(
+        points=100,
+        earned_at=at,
+        available_at=at,
+        expires_at=None,
+        reason="earn",
+        actor="t",
+        order_id=1,
+    )
+    ledger.earn(
+        points=50,
+        earned_at=at,
+        available_at=at,
+        expires_at=None,
+        reason="restore",
+        actor="t",
+        order_id=2,
+        kind=EntryKind.RESTORE,
+    )
+    entry = ledger.claw_back(
+        points=30,
+        as_of=at,
+        policy=ClawbackPolicy.DEBT,
+        reason="refund",
+        actor="t",
+        order_id=2,
+        refund_id=9,
+    )
+    assert entry.allocations == ()
+    assert ledger.debt == 30

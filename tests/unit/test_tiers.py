@@ -155,9 +155,17 @@ def test_anniversary_of_29_february_falls_on_28_february_in_common_years() -> No
     assert next_review(p, achieved_on=achieved, after=date(2027, 3, 1)) == date(2028, 2, 29)
 
 
-def test_fixed_date_review_is_this_years_date_when_still_ahead() -> None:
+def test_fixed_date_review_comes_at_least_a_year_after_the_tier_was_reached() -> None:
+    p = policy(review=ReviewKind.FIXED_DATE, fixed_month=1, fixed_day=1)
+    assert next_review(p, achieved_on=date(2026, 12, 30), after=date(2026, 12, 30)) == date(
+        2028, 1, 1
+    )
+    assert next_review(p, achieved_on=date(2026, 1, 1), after=date(2026, 1, 1)) == date(2027, 1, 1)
+
+
+def test_fixed_date_review_after_a_kept_review_is_the_next_years_date() -> None:
     p = policy(review=ReviewKind.FIXED_DATE, fixed_month=7, fixed_day=1)
-    assert next_review(p, achieved_on=date(2024, 2, 1), after=date(2024, 6, 30)) == date(2024, 7, 1)
+    assert next_review(p, achieved_on=date(2024, 7, 1), after=date(2024, 7, 1)) == date(2025, 7, 1)
 
 
 def test_fixed_date_review_moves_to_next_year_once_the_date_is_reached() -> None:
@@ -168,7 +176,7 @@ def test_fixed_date_review_moves_to_next_year_once_the_date_is_reached() -> None
 def test_fixed_review_on_29_february_falls_on_28_february_in_common_years() -> None:
     p = policy(review=ReviewKind.FIXED_DATE, fixed_month=2, fixed_day=29)
     assert next_review(p, achieved_on=date(2024, 1, 1), after=date(2024, 3, 1)) == date(2025, 2, 28)
-    assert next_review(p, achieved_on=date(2024, 1, 1), after=date(2024, 1, 1)) == date(2024, 2, 29)
+    assert next_review(p, achieved_on=date(2023, 1, 1), after=date(2024, 1, 1)) == date(2024, 2, 29)
 
 
 @settings(max_examples=200, deadline=None, database=None)

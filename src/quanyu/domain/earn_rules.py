@@ -107,7 +107,8 @@ def rule_from_document(version: int, effective_from: datetime, doc: Mapping[str,
 
 
 def rule_in_force(rules: Sequence[EarnRule], at: datetime) -> EarnRule | None:
-    """The highest version whose effective_from is not after ``at``."""
+    """The rule with the latest effective_from not after ``at``; a tie goes to the
+    higher version. A new version can thus be scheduled ahead, or back-dated."""
     candidates = [r for r in rules if r.effective_from <= at]
     return max(candidates, key=lambda r: (r.effective_from, r.version)) if candidates else None
 

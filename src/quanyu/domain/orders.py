@@ -220,9 +220,10 @@ def canonical_order(order: OrderInput) -> dict[str, Any]:
             }
             for line in sorted(order.lines, key=lambda x: x.line_no)
         ],
-        "payments": [
-            {"method": p.method, "amount": p.amount, "points": p.points} for p in order.payments
-        ],
+        "payments": sorted(
+            ({"method": p.method, "amount": p.amount, "points": p.points} for p in order.payments),
+            key=lambda d: (d["method"], d["amount"], d["points"]),
+        ),
     }
 
 

@@ -180,7 +180,11 @@ class Ledger:
         order_id: int | None = None,
         refund_id: int | None = None,
     ) -> list[Entry]:
-        """Create a lot; if the member owes points, settle the debt from it first."""
+        """Create a lot; if the member owes points, settle the debt from it first.
+
+        Only an EARN lot belongs to its order for claw-back: points returned by a refund
+        (RESTORE) were the member's own before the order and are never clawed back.
+        """
         if points <= 0:
             raise ValidationFailed("points to add must be positive", field="points")
         lot = self._add_lot(
@@ -190,7 +194,7 @@ class Ledger:
                 expires_at=expires_at,
                 original=points,
                 remaining=points,
-                order_id=order_id,
+                order_id=order_id if kind is EntryKind.EARN else None,
             )
         )
         out = [

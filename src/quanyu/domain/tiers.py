@@ -58,6 +58,15 @@ class TierPolicy:
         ordered = sorted(self.tiers, key=lambda t: t.rank)
         if any(a.threshold > b.threshold for a, b in itertools.pairwise(ordered)):
             raise ValidationFailed("a higher tier cannot have a lower threshold", field="tiers")
+        codes = [t.code for t in self.tiers]
+        if len(set(codes)) != len(codes):
+            raise ValidationFailed("tier codes must be unique", field="tiers")
+        if self.max_downgrade_levels < 1:
+            raise ValidationFailed("must be at least 1", field="max_downgrade_levels")
+        if self.grace_days < 0:
+            raise ValidationFailed("cannot be negative", field="grace_days")
+        if self.window_days < 1:
+            raise ValidationFailed("must be at least 1", field="window_days")
         try:
             date(2000, self.fixed_month, self.fixed_day)  # a leap year admits every review day
         except ValueError as exc:
@@ -107,7 +116,12 @@ def _safe_date(year: int, month: int, day: int) -> date:
 
 
 def next_review(policy: TierPolicy, *, achieved_on: date, after: date) -> date:
-    """The first review date strictly after ``after``."""
+    """The first review date strictly after ``after``.
+
+    Anniversary: the next anniversary of ``achieved_on``. Fixed date: the first fixed
+    date at least a year after ``achieved_on``, so a tier reached on 30 December is kept
+    for a full year, not reviewed two days later.
+    """
     if policy.review is ReviewKind.ANNIVERSARY:
         year = max(after.year, achieved_on.year + 1)
         candidate = _safe_date(year, achieved_on.month, achieved_on.day)
@@ -115,9 +129,10 @@ def next_review(policy: TierPolicy, *, achieved_on: date, after: date) -> date:
             year += 1
             candidate = _safe_date(year, achieved_on.month, achieved_on.day)
         return candidate
+    year_on = _safe_date(achieved_on.year + 1, achieved_on.month, achieved_on.day)
     year = after.year
     candidate = _safe_date(year, policy.fixed_month, policy.fixed_day)
-    while candidate <= after:
+    while candidate <= after or candidate < year_on:
         year += 1
         candidate = _safe_date(year, policy.fixed_month, policy.fixed_day)
     return candidate
