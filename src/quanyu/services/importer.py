@@ -64,7 +64,7 @@ def import_orders(
         if not batch:
             return
         results = ingest_orders(platform, [o for _, o in batch], actor=actor)
-        for (parsed, order), res in zip(batch, results, strict=True):
+        for (parsed, _order), res in zip(batch, results, strict=True):
             if isinstance(res, QuanyuError):
                 reject(parsed, res)
             elif res["replayed"]:

@@ -8,12 +8,13 @@ transaction is rolled back and the command runs again from the start.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from quanyu.adapters.ids import SequenceBlocks
 from quanyu.adapters.reference import ReferenceCache
 from quanyu.clock import Clock
 
@@ -35,6 +36,7 @@ class Platform:
     clock: Clock
     default_region: str = "CN"
     max_attempts: int = 8
+    id_blocks: SequenceBlocks = field(default_factory=SequenceBlocks)
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -58,6 +60,7 @@ def run(platform: Platform, command: Callable[..., T], *, write: bool = True) ->
                     platform.reference.get(conn),
                     platform.clock.now(),
                     default_region=platform.default_region,
+                    id_blocks=platform.id_blocks,
                 )
                 result = command(ws)
                 if write:

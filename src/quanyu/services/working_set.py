@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, tuple_, update
 
 from quanyu.adapters import tables as t
-from quanyu.adapters.ids import IdAllocator
+from quanyu.adapters.ids import IdAllocator, SequenceBlocks
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.events import HistoryKind
@@ -108,13 +108,14 @@ class WorkingSet:
         now: datetime,
         *,
         default_region: str = "CN",
+        id_blocks: SequenceBlocks | None = None,
     ) -> None:
         self.conn = conn
         self.ref = ref
         self.now = now
         self.default_region = default_region
         self.postgres = conn.dialect.name == "postgresql"
-        self.ids = IdAllocator(conn)
+        self.ids = IdAllocator(conn, id_blocks)
         self.owners: dict[IdentityKey, int | None] = {}
         self.profiles: dict[int, ProfileState] = {}
         self.ledgers: dict[int, LedgerState] = {}
@@ -174,36 +175,69 @@ class WorkingSet:
             if any(r.status != "active" for r in rows):
                 raise RetryTransaction("a profile was merged while the command ran")
 
-    def load_profiles(self, ids: Iterable[int]) -> None:
-        wanted = [i for i in set(ids) if i not in self.profiles]
+    def load_profiles(self, ids: Iterable[int], *, lock: bool = False) -> None:
+        """Load profiles with their memberships in one query; ``lock`` also locks them."""
+        if lock:
+            self.lock_profiles(i for i in ids if i in self.profiles)
+        wanted = sorted(i for i in set(ids) if i not in self.profiles)
         if not wanted:
             return
+        p, m = t.profiles, t.memberships
         for chunk in _chunks(wanted, 5000):
-            for r in self.conn.execute(select(t.profiles).where(t.profiles.c.id.in_(chunk))):
-                self.profiles[r.id] = ProfileState(
-                    id=r.id,
-                    created_at=r.created_at,
-                    name=r.name,
-                    birthday=r.birthday,
-                    gender=r.gender,
-                    home_store_id=r.home_store_id,
-                    status=r.status,
+            query = (
+                select(
+                    p.c.id,
+                    p.c.created_at,
+                    p.c.name,
+                    p.c.birthday,
+                    p.c.gender,
+                    p.c.home_store_id,
+                    p.c.status,
+                    m.c.id.label("m_id"),
+                    m.c.program_id,
+                    m.c.member_no,
+                    m.c.registered_at,
+                    m.c.tier_code,
+                    m.c.tier_achieved_at,
+                    m.c.tier_review_on,
+                    m.c.debt_points,
+                    m.c.status.label("m_status"),
                 )
-            for r in self.conn.execute(
-                select(t.memberships).where(t.memberships.c.profile_id.in_(chunk))
-            ):
-                self.profiles[r.profile_id].memberships[r.program_id] = MembershipState(
-                    id=r.id,
-                    profile_id=r.profile_id,
-                    program_id=r.program_id,
-                    member_no=r.member_no,
-                    registered_at=r.registered_at,
-                    tier_code=r.tier_code,
-                    tier_achieved_at=r.tier_achieved_at,
-                    tier_review_on=r.tier_review_on,
-                    debt=r.debt_points,
-                    status=r.status,
-                )
+                .outerjoin(m, m.c.profile_id == p.c.id)
+                .where(p.c.id.in_(chunk))
+                .order_by(p.c.id)
+            )
+            if lock and self.postgres:
+                query = query.with_for_update(of=p)
+            for r in self.conn.execute(query):
+                state = self.profiles.get(r.id)
+                if state is None:
+                    state = self.profiles[r.id] = ProfileState(
+                        id=r.id,
+                        created_at=r.created_at,
+                        name=r.name,
+                        birthday=r.birthday,
+                        gender=r.gender,
+                        home_store_id=r.home_store_id,
+                        status=r.status,
+                    )
+                if r.m_id is not None:
+                    state.memberships[r.program_id] = MembershipState(
+                        id=r.m_id,
+                        profile_id=r.id,
+                        program_id=r.program_id,
+                        member_no=r.member_no,
+                        registered_at=r.registered_at,
+                        tier_code=r.tier_code,
+                        tier_achieved_at=r.tier_achieved_at,
+                        tier_review_on=r.tier_review_on,
+                        debt=r.debt_points,
+                        status=r.m_status,
+                    )
+            if lock:
+                self.locked.update(chunk)
+                if any(self.profiles[i].status != "active" for i in chunk if i in self.profiles):
+                    raise RetryTransaction("a profile was merged while the command ran")
 
     def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
         """Find (and on PostgreSQL lock) the owners of many identities in a few queries."""
@@ -228,8 +262,7 @@ class WorkingSet:
             for r in rows:
                 self.owners[by_tuple[(r.type, r.namespace, r.value)]] = r.profile_id
                 found.add(r.profile_id)
-        self.lock_profiles(found)
-        self.load_profiles(found)
+        self.load_profiles(found, lock=True)
 
     def profile(self, profile_id: int) -> ProfileState:
         self.load_profiles([profile_id])
@@ -769,6 +802,9 @@ class WorkingSet:
         ):
             rows = self._rows.pop(table.name, None)
             if rows:
+                if len(rows) == 1:  # a driver's executemany costs more for one row
+                    conn.execute(table.insert(), rows[0])
+                    continue
                 for chunk in _chunks(rows, 5000):
                     conn.execute(table.insert(), chunk)
         if self._lot_updates:

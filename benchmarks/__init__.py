@@ -1,0 +1,1 @@
+"""Throughput and scale measurements; results are recorded in docs/benchmarks.md."""

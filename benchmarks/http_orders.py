@@ -1,0 +1,130 @@
+"""Single-order ingestion over HTTP, counting everything: identity, points, tier, idempotency.
+
+Starts ``quanyu serve`` on a fresh database (SQLite or PostgreSQL), sends orders one
+request each from C concurrent keep-alive clients, and reports orders/s with p50/p99
+latency. On PostgreSQL, ``pgbench -c 8 -j 2 -T 30`` runs against the same server in the
+same run, and the result is given as a ratio of its TPS.
+
+    uv run python -m benchmarks.http_orders --backend postgres --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from benchmarks.common import fresh_database, machine, order_dict, pgbench_tps, seed_brand
+
+PORT = 8765
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("server did not start")
+
+
+def load(seconds: float, clients: int, tag: str = "C") -> tuple[int, list[float], int]:
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        rng = random.Random(k)
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        i = 0
+        while time.monotonic() < stop:
+            body = json.dumps(order_dict(i, rng, prefix=f"{tag}{k}-")).encode()
+            t0 = time.perf_counter()
+            conn.request("POST", "/api/v1/orders", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            latencies[k].append(time.perf_counter() - t0)
+            if response.status != 201:
+                errors[k] += 1
+            i += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    flat = [x for part in latencies for x in part]
+    return len(flat), flat, sum(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--members", type=int, default=20_000)
+    args = parser.parse_args()
+
+    url = fresh_database(args.backend)
+    seed_brand(url, members_count=args.members).engine.dispose()
+    env = {**os.environ, "QUANYU_DATABASE_URL": url, "QUANYU_PORT": str(PORT)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "quanyu.entrypoints.api.app:app_from_env",
+            "--factory",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+    )
+    try:
+        wait_ready(PORT)
+        load(3, args.clients, tag="W")  # warm up
+        count, latencies, errors = load(args.seconds, args.clients)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    rate = count / args.seconds
+    q = statistics.quantiles(latencies, n=100)
+    result = {
+        "benchmark": "http single-order ingestion",
+        "backend": args.backend,
+        "clients": args.clients,
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "orders": count,
+        "errors": errors,
+        "orders_per_s": round(rate, 1),
+        "p50_ms": round(q[49] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "machine": machine(),
+    }
+    if args.backend == "postgres":
+        tps = pgbench_tps(seconds=args.seconds)
+        result["pgbench_tps"] = round(tps, 1)
+        result["ratio_to_pgbench"] = round(rate / tps, 3)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
