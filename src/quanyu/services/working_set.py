@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, tuple_, update
 
 from quanyu.adapters import tables as t
+from quanyu.adapters.bulk import insert_rows
 from quanyu.adapters.ids import IdAllocator, SequenceBlocks
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
@@ -802,11 +803,8 @@ class WorkingSet:
         ):
             rows = self._rows.pop(table.name, None)
             if rows:
-                if len(rows) == 1:  # a driver's executemany costs more for one row
-                    conn.execute(table.insert(), rows[0])
-                    continue
                 for chunk in _chunks(rows, 5000):
-                    conn.execute(table.insert(), chunk)
+                    insert_rows(conn, table, chunk)
         if self._lot_updates:
             conn.execute(
                 update(t.points_lots)
