@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,8 +35,8 @@ app.add_typer(import_app, name="import")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(check_app, name="check")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -63,8 +64,13 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _platform() -> Platform:
-    return bootstrap(Settings())
+@contextlib.contextmanager
+def _platform() -> Iterator[Platform]:
+    platform = bootstrap(Settings())
+    try:
+        yield platform
+    finally:
+        platform.engine.dispose()
 
 
 def _progress() -> Progress:
@@ -84,7 +90,11 @@ def db_upgrade() -> None:
     from quanyu.adapters.migrate import upgrade  # noqa: PLC0415
 
     settings = Settings()
-    upgrade(bootstrap(settings).engine)
+    engine = bootstrap(settings).engine
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     out.print(f"schema is up to date ({settings.database_url.split('@')[-1]})")
 
 
@@ -173,9 +183,8 @@ def import_orders(
     if not file.exists():
         err.print(f"[red]error:[/red] {file} does not exist")
         raise typer.Exit(1)
-    platform = _platform()
     size = _count_rows(file)
-    with _progress() as bar:
+    with _platform() as platform, _progress() as bar:
         task = bar.add_task(f"importing {file.name}", total=size)
         summary = run_import(
             platform,
@@ -223,9 +232,9 @@ def run_due() -> None:
     from quanyu.services.points import expire_due  # noqa: PLC0415
     from quanyu.services.tiers import review_due_tiers  # noqa: PLC0415
 
-    platform = _platform()
-    expired = expire_due(platform)
-    counts = review_due_tiers(platform)
+    with _platform() as platform:
+        expired = expire_due(platform)
+        counts = review_due_tiers(platform)
     out.print(
         f"expired {expired:,} points; tiers reviewed {counts['reviewed']:,} "
         f"(kept {counts['kept']:,}, down {counts['downgraded']:,}, "
@@ -239,7 +248,8 @@ def check_ledger() -> None:
     """Prove that every member's points entries agree with their lots and debt."""
     from quanyu.services.points import check_ledger as check  # noqa: PLC0415
 
-    problems = check(_platform())
+    with _platform() as platform:
+        problems = check(platform)
     if problems:
         table = Table(title="ledger disagreements")
         for key in problems[0]:
