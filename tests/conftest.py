@@ -74,7 +74,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @dataclass(frozen=True)
 class PostgresDatabase:
     url: str
+    engine: Engine
     tables: tuple[str, ...]
+
+    def truncate(self) -> None:
+        names = ", ".join(f'"{name}"' for name in self.tables)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture(scope="session")
@@ -104,17 +110,7 @@ def postgres_database() -> Iterator[PostgresDatabase]:
                     )
                 )
             )
-        yield PostgresDatabase(POSTGRES_URL, tables)
-    finally:
-        engine.dispose()
-
-
-def _truncate(db: PostgresDatabase) -> None:
-    engine = make_engine(db.url)
-    try:
-        with engine.begin() as conn:
-            names = ", ".join(f'"{name}"' for name in db.tables)
-            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        yield PostgresDatabase(POSTGRES_URL, engine, tables)
     finally:
         engine.dispose()
 
@@ -140,7 +136,7 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
         shutil.copyfile(template, path)
         return f"sqlite:///{path}"
     db: PostgresDatabase = request.getfixturevalue("postgres_database")
-    _truncate(db)
+    db.truncate()
     return db.url
 
 
@@ -156,11 +152,6 @@ def platform(database_url: str, clock: FixedClock) -> Iterator[Platform]:
         yield p
     finally:
         p.engine.dispose()
-
-
-@pytest.fixture
-def engine(platform: Platform) -> Engine:
-    return platform.engine
 
 
 # ---------------------------------------------------------------- brand set-up
@@ -235,7 +226,13 @@ def brand(platform: Platform) -> Brand:
     for code, city, region in ((b.store, "Shanghai", "East"), (b.other_store, "Beijing", "North")):
         setup.create_store(
             platform,
-            {"code": code, "name": f"Acme {city}", "brand": b.brand, "city": city, "region": region},
+            {
+                "code": code,
+                "name": f"Acme {city}",
+                "brand": b.brand,
+                "city": city,
+                "region": region,
+            },
         )
     setup.create_guide(platform, code=b.guide, name="Wang", store=b.store)
     setup.upsert_products(
@@ -331,7 +328,10 @@ class Shop:
         total = sum(amounts)
         payments: tuple[PaymentInput, ...] = ()
         if points:
-            payments = (PaymentInput("points", points, points), PaymentInput("cash", total - points))
+            payments = (
+                PaymentInput("points", points, points),
+                PaymentInput("cash", total - points),
+            )
         return OrderInput(
             channel=channel,
             external_id=external_id,
@@ -384,4 +384,3 @@ class Shop:
 @pytest.fixture
 def shop(platform: Platform, clock: FixedClock, brand: Brand) -> Shop:
     return Shop(platform, clock, brand)
-

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from quanyu.domain.identity import IdentityKey
 from quanyu.domain.errors import (
     PointsPaymentCapExceeded,
     RefundExceedsOrder,
@@ -194,7 +195,25 @@ def eligible_amounts(order: OrderInput) -> list[int]:
     return [p - s for p, s in zip(paid, shares, strict=True)]
 
 
-def canonical_order(order: OrderInput) -> dict[str, Any]:
+def canonical_order(order: OrderInput, keys: Sequence[IdentityKey] | None = None) -> dict[str, Any]:
+    """The order as fingerprinted. With ``keys`` (the normalised identities) a phone or
+    e-mail written differently in a replay is still the same order."""
+    if keys is not None:
+        identities = sorted(
+            (
+                {"type": k.type.value, "value": k.value, "namespace": k.namespace or None}
+                for k in keys
+            ),
+            key=lambda d: (d["type"], d["namespace"] or "", d["value"]),
+        )
+    else:
+        identities = sorted(
+            (
+                {"type": i.type, "value": i.value, "namespace": i.namespace or None}
+                for i in order.identities
+            ),
+            key=lambda d: (d["type"], d["namespace"] or "", d["value"]),
+        )
     return {
         "channel": order.channel,
         "external_id": order.external_id,
@@ -202,13 +221,7 @@ def canonical_order(order: OrderInput) -> dict[str, Any]:
         "brand": order.brand,
         "store": order.store,
         "guide": order.guide,
-        "identities": sorted(
-            [
-                {"type": i.type, "value": i.value, "namespace": i.namespace or None}
-                for i in order.identities
-            ],
-            key=lambda d: (d["type"], d["namespace"] or "", d["value"]),
-        ),
+        "identities": identities,
         "lines": [
             {
                 "line_no": line.line_no,

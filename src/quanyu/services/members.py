@@ -77,11 +77,21 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
         )
         for n, i in enumerate(reg.identities)
     ]
-    if reg.member_no:
-        keys.append(make_key(IdentityType.MEMBER_CARD, reg.member_no, field="member_no"))
+    # A member number given at registration is checked, never resolved: a number that
+    # belongs to someone else must not pull this person into their account.
+    card = (
+        make_key(IdentityType.MEMBER_CARD, reg.member_no, field="member_no")
+        if (reg.member_no)
+        else None
+    )
+    if card is not None:
+        ws.preload_identities([card])
     source = reg.channel or "registration"
     profile = ws.resolve(keys, at=at, source=source, trigger="registration", actor=actor)
     assert profile is not None
+    card_owner = ws.owners.get(card) if card is not None else None
+    if card is not None and card_owner not in (None, profile.id):
+        raise AlreadyExists(f"member number {card.value} is taken", field="member_no")
     existing = profile.memberships.get(program.id)
     if existing is not None and existing.status == "active":
         return {
@@ -91,7 +101,7 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
             "tier": existing.tier_code,
             "created": False,
         }
-    member_no = reg.member_no.upper() if reg.member_no else None
+    member_no = card.value if card is not None else None
     if (
         member_no
         and ws.conn.execute(
@@ -108,7 +118,7 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
         store_id=store.id if store else None,
         guide_id=guide.id if guide else None,
     )
-    if not reg.member_no:
+    if card is None or card_owner is None:
         card = make_key(IdentityType.MEMBER_CARD, membership.member_no)
         ws.owners[card] = profile.id
         ws.add(

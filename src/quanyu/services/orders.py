@@ -65,7 +65,7 @@ def prepare_order(order: OrderInput, default_region: str) -> Prepared:
         )
         for n, i in enumerate(order.identities)
     )
-    canonical = canonical_order(order)
+    canonical = canonical_order(order, keys)
     return Prepared(order, keys, canonical, fingerprint(canonical))
 
 

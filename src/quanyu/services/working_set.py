@@ -177,10 +177,15 @@ class WorkingSet:
                 raise RetryTransaction("a profile was merged while the command ran")
 
     def load_profiles(self, ids: Iterable[int], *, lock: bool = False) -> None:
-        """Load profiles with their memberships in one query; ``lock`` also locks them."""
+        """Load profiles with their memberships; ``lock`` locks them first.
+
+        The lock is its own statement: a joined ``SELECT ... FOR UPDATE OF profiles`` that
+        waits for the lock would still return the membership values from before the wait.
+        """
+        ids = set(ids)
         if lock:
-            self.lock_profiles(i for i in ids if i in self.profiles)
-        wanted = sorted(i for i in set(ids) if i not in self.profiles)
+            self.lock_profiles(ids)
+        wanted = sorted(i for i in ids if i not in self.profiles)
         if not wanted:
             return
         p, m = t.profiles, t.memberships
@@ -208,8 +213,6 @@ class WorkingSet:
                 .where(p.c.id.in_(chunk))
                 .order_by(p.c.id)
             )
-            if lock and self.postgres:
-                query = query.with_for_update(of=p)
             for r in self.conn.execute(query):
                 state = self.profiles.get(r.id)
                 if state is None:
@@ -235,10 +238,6 @@ class WorkingSet:
                         debt=r.debt_points,
                         status=r.m_status,
                     )
-            if lock:
-                self.locked.update(chunk)
-                if any(self.profiles[i].status != "active" for i in chunk if i in self.profiles):
-                    raise RetryTransaction("a profile was merged while the command ran")
 
     def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
         """Find (and on PostgreSQL lock) the owners of many identities in a few queries."""
@@ -896,7 +895,7 @@ class WorkingSet:
                 self.history(
                     m.profile_id,
                     HistoryKind.POINTS_CHANGED,
-                    f"{total:+d} points: {first.reason}",
+                    "; ".join(f"{e.points:+d} {e.reason}" for e in ledger.entries)[:500],
                     {
                         "program_id": m.program_id,
                         "points": total,

@@ -74,7 +74,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        errors = [
+            {
+                "field": "body" if e["type"] == "json_invalid" else field_path(e["loc"]),
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         return problem(
             422,
