@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench baseline")
     args = parser.parse_args()
 
     url = fresh_database(args.backend)
@@ -119,7 +120,7 @@ def main() -> None:
         "p99_ms": round(q[98] * 1000, 2),
         "machine": machine(),
     }
-    if args.backend == "postgres":
+    if args.backend == "postgres" and not args.no_pgbench:
         tps = pgbench_tps(seconds=args.seconds)
         result["pgbench_tps"] = round(tps, 1)
         result["ratio_to_pgbench"] = round(rate / tps, 3)

@@ -16,7 +16,7 @@ from quanyu.domain.errors import (
     QuanyuError,
     ValidationFailed,
 )
-from quanyu.domain.orders import LineInput
+from quanyu.domain.orders import IdentityInput, LineInput, OrderInput
 from quanyu.services import members, orders, points, setup
 from quanyu.services.uow import Platform
 
@@ -401,3 +401,28 @@ def test_an_order_line_category_sent_by_the_channel_wins_over_the_catalogue(
 
     with platform.engine.connect() as conn:
         assert conn.execute(select(t.order_lines.c.category)).scalar_one() == "gifts"
+
+
+def test_a_large_batch_is_stored_whole_and_keeps_the_ledger_consistent(
+    platform: Platform, brand: Brand, shop: Shop
+) -> None:
+    """Hundreds of rows per table take the bulk path (COPY on PostgreSQL)."""
+    shop.register(("phone", "13800000001"), at=T0 - timedelta(days=1))
+    batch = [
+        OrderInput(
+            channel="pos",
+            external_id=f"BIG-{i}",
+            ordered_at=T0 + timedelta(minutes=i),
+            store=brand.store,
+            identities=(IdentityInput("phone", "13800000001" if i % 2 else f"1370000{i:04d}"),),
+            lines=tuple(LineInput(n + 1, brand.tee, 1, 19_900, 19_900) for n in range(3)),
+        )
+        for i in range(300)
+    ]
+    results = orders.ingest_orders(platform, batch, actor="test")
+    assert all(isinstance(r, dict) and not r["replayed"] for r in results)
+    earned = sum(r["points_earned"] for r in results if isinstance(r, dict))
+    member = results[1]
+    assert isinstance(member, dict)
+    assert points.balance(platform, member["member_id"])["total"] == earned
+    assert points.check_ledger(platform) == []

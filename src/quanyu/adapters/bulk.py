@@ -1,19 +1,22 @@
-"""Bulk inserts at the driver level, for the hot ingestion path.
+"""Bulk writes at the driver level, for the hot ingestion path.
 
 SQLAlchemy Core costs tens of microseconds per row in parameter processing; here each
-table's column types are turned once into plain converters. On PostgreSQL several rows
-go in with ``COPY ... FROM STDIN`` (a pipelined executemany still makes the server run
-one statement per row); on SQLite with the driver's ``executemany``. Values are stored
-exactly as the SQLAlchemy types in :mod:`quanyu.adapters.tables` store them, so reads
-through Core see no difference.
+table's column types are turned once into plain converters. On PostgreSQL the writes of
+one flush are sent in a single psycopg pipeline (one network round trip), a few rows as
+one multi-row INSERT and many with ``COPY ... FROM STDIN`` (an executemany would make
+the server run one statement per row). On SQLite rows go to the driver's
+``executemany``. Values are stored exactly as the SQLAlchemy types in
+:mod:`quanyu.adapters.tables` store them, so reads through Core see no difference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 from psycopg.types.json import Json
@@ -22,6 +25,7 @@ from sqlalchemy import JSON, Connection, Date, Table
 from quanyu.adapters.tables import UtcDateTime
 
 Converter = Callable[[Any], Any]
+MULTI_ROW_MAX = 200  # PostgreSQL: up to this many rows in one INSERT, more by COPY
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -41,74 +45,100 @@ def _sqlite_date(value: date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _sqlite_json(value: Any) -> str:
-    return json.dumps(value)
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _identity(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=256)
-def _plan(
-    table: Table, columns: tuple[str, ...], dialect: str
-) -> tuple[str, tuple[Converter, ...]]:
-    postgres = dialect == "postgresql"
-    converters: list[Converter] = []
+@lru_cache(maxsize=512)
+def _converters(table: Table, columns: tuple[str, ...], mode: str) -> tuple[Converter, ...]:
+    """mode: ``sqlite``, ``pg`` (bound parameters) or ``copy`` (PostgreSQL COPY text)."""
+    out: list[Converter] = []
     for name in columns:
         kind = table.c[name].type
         if isinstance(kind, UtcDateTime):
-            converters.append(_naive_utc if postgres else _sqlite_datetime)
+            out.append(_sqlite_datetime if mode == "sqlite" else _naive_utc)
         elif isinstance(kind, JSON):
-            converters.append(Json if postgres else _sqlite_json)
-        elif isinstance(kind, Date):
-            converters.append(_identity if postgres else _sqlite_date)
+            out.append(Json if mode == "pg" else _json_text)
+        elif isinstance(kind, Date) and mode == "sqlite":
+            out.append(_sqlite_date)
         else:
-            converters.append(_identity)
-    mark = "%s" if postgres else "?"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
-    return sql, tuple(converters)
+            out.append(_identity)
+    return tuple(out)
 
 
-def _copy_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def _tuples(
+    rows: Sequence[Sequence[Any]], converters: tuple[Converter, ...]
+) -> list[tuple[Any, ...]]:
+    return [tuple(c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
 
 
-@lru_cache(maxsize=256)
-def _copy_plan(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Converter, ...]]:
-    converters: list[Converter] = []
-    for name in columns:
-        kind = table.c[name].type
-        if isinstance(kind, UtcDateTime):
-            converters.append(_naive_utc)
-        elif isinstance(kind, JSON):
-            converters.append(_copy_json)
+class BulkWriter:
+    """Inserts and updates by id for one flush.
+
+    On PostgreSQL a small flush (``largest`` rows in any one table at most
+    MULTI_ROW_MAX, as for one order) goes in one pipeline; a large one uses COPY, which
+    a pipeline cannot carry.
+    """
+
+    def __init__(self, conn: Connection, *, largest: int) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self.pipelined = self.postgres and largest <= MULTI_ROW_MAX
+        self._stack = contextlib.ExitStack()
+        self._cursor: Any = None
+
+    def __enter__(self) -> BulkWriter:
+        if self.postgres:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            if self.pipelined:
+                self._stack.enter_context(raw.pipeline())
+            self._cursor = raw.cursor()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stack.__exit__(kind, exc, tb)
+
+    def insert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows that all have the same keys."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        values = [tuple(row[c] for c in columns) for row in rows]
+        names = ", ".join(columns)
+        if not self.postgres:
+            converted = _tuples(values, _converters(table, columns, "sqlite"))
+            marks = ", ".join("?" * len(columns))
+            sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+            for i in range(0, len(converted), 5000):
+                self.conn.exec_driver_sql(sql, converted[i : i + 5000])
+            return
+        if len(values) > MULTI_ROW_MAX:
+            converters = _converters(table, columns, "copy")
+            with self._cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(tuple(c(v) for c, v in zip(converters, row, strict=True)))
+            return
+        converted = _tuples(values, _converters(table, columns, "pg"))
+        group = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql = f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([group] * len(values))
+        self._cursor.execute(sql, [v for row in converted for v in row])
+
+    def update(
+        self, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Set ``columns`` on rows given as (values..., id)."""
+        converters = (*_converters(table, columns, "pg" if self.postgres else "sqlite"), _identity)
+        converted = _tuples(rows, converters)
+        if self.postgres:
+            sets = ", ".join(f"{c} = %s" for c in columns)
+            self._cursor.executemany(f"UPDATE {table.name} SET {sets} WHERE id = %s", converted)
         else:
-            converters.append(_identity)
-    return f"COPY {table.name} ({', '.join(columns)}) FROM STDIN", tuple(converters)
-
-
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows that all have the same keys."""
-    if not rows:
-        return
-    columns = tuple(rows[0])
-    postgres = conn.dialect.name == "postgresql"
-    if postgres and len(rows) > 1:
-        sql, converters = _copy_plan(table, columns)
-        pairs = tuple(zip(columns, converters, strict=True))
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(tuple(convert(row[name]) for name, convert in pairs))
-        return
-    sql, converters = _plan(table, columns, conn.dialect.name)
-    pairs = tuple(zip(columns, converters, strict=True))
-    params = [tuple(convert(row[name]) for name, convert in pairs) for row in rows]
-    if len(params) == 1:
-        conn.exec_driver_sql(sql, params[0])
-    else:
-        conn.exec_driver_sql(sql, params)
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            self.conn.exec_driver_sql(f"UPDATE {table.name} SET {sets} WHERE id = ?", converted)

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quanyu.domain.identity import IdentityKey
 from quanyu.domain.errors import (
     PointsPaymentCapExceeded,
     RefundExceedsOrder,
     ValidationFailed,
 )
+from quanyu.domain.identity import IdentityKey
 
 POINTS_METHOD = "points"
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -39,8 +40,8 @@ class Platform:
     id_blocks: SequenceBlocks = field(default_factory=SequenceBlocks)
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "sqlstate", None)
+def _retryable(exc: Exception) -> bool:
+    code = getattr(getattr(exc, "orig", exc), "sqlstate", None)
     if code is not None:
         return code in RETRYABLE_SQLSTATES
     return isinstance(exc, IntegrityError | OperationalError) and "locked" in str(exc).lower()
@@ -69,6 +70,7 @@ def run(platform: Platform, command: Callable[..., T], *, write: bool = True) ->
         except RetryTransaction:
             if attempt >= platform.max_attempts:
                 raise
-        except DBAPIError as exc:
+        except (DBAPIError, psycopg.Error) as exc:
+            # Writes sent in a psycopg pipeline raise the driver's own errors.
             if not _retryable(exc) or attempt >= platform.max_attempts:
                 raise

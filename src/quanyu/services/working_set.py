@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, func, or_, select, tuple_, update
 
 from quanyu.adapters import tables as t
-from quanyu.adapters.bulk import insert_rows
+from quanyu.adapters.bulk import BulkWriter
 from quanyu.adapters.ids import IdAllocator, SequenceBlocks
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
@@ -783,62 +783,47 @@ class WorkingSet:
 
     def flush(self) -> None:
         """Write every buffered row and every changed ledger, lot and membership."""
-        conn = self.conn
         self._flush_ledgers()
-        for table in (
-            t.profiles,
-            t.identities,
-            t.memberships,
-            t.orders,
-            t.order_lines,
-            t.payments,
-            t.refunds,
-            t.refund_lines,
-            t.points_lots,
-            t.points_entries,
-            t.points_allocations,
-            t.tier_changes,
-            t.history,
-        ):
-            rows = self._rows.pop(table.name, None)
-            if rows:
-                for chunk in _chunks(rows, 5000):
-                    insert_rows(conn, table, chunk)
-        if self._lot_updates:
-            conn.execute(
-                update(t.points_lots)
-                .where(t.points_lots.c.id == bindparam("lot_id"))
-                .values(remaining=bindparam("new_remaining")),
-                [
-                    {"lot_id": lot.id, "new_remaining": lot.remaining}
-                    for lot in self._lot_updates.values()
-                ],
-            )
-            self._lot_updates.clear()
-        dirty = [m for p in self.profiles.values() for m in p.memberships.values() if m.dirty]
-        if dirty:
-            conn.execute(
-                update(t.memberships)
-                .where(t.memberships.c.id == bindparam("m_id"))
-                .values(
-                    tier_code=bindparam("m_tier"),
-                    tier_achieved_at=bindparam("m_achieved"),
-                    tier_review_on=bindparam("m_review"),
-                    debt_points=bindparam("m_debt"),
-                ),
-                [
-                    {
-                        "m_id": m.id,
-                        "m_tier": m.tier_code,
-                        "m_achieved": m.tier_achieved_at,
-                        "m_review": m.tier_review_on,
-                        "m_debt": m.debt,
-                    }
-                    for m in dirty
-                ],
-            )
-            for m in dirty:
-                m.dirty = False
+        dirty = [m for m in self._dirty.values() if m.dirty]
+        self._dirty.clear()
+        largest = max([len(rows) for rows in self._rows.values()] + [len(self._lot_updates)])
+        with BulkWriter(self.conn, largest=largest) as writer:
+            for table in (
+                t.profiles,
+                t.identities,
+                t.memberships,
+                t.orders,
+                t.order_lines,
+                t.payments,
+                t.refunds,
+                t.refund_lines,
+                t.points_lots,
+                t.points_entries,
+                t.points_allocations,
+                t.tier_changes,
+                t.history,
+            ):
+                rows = self._rows.pop(table.name, None)
+                if rows:
+                    writer.insert(table, rows)
+            if self._lot_updates:
+                writer.update(
+                    t.points_lots,
+                    ("remaining",),
+                    [(lot.remaining, lot.id) for lot in self._lot_updates.values()],
+                )
+                self._lot_updates.clear()
+            if dirty:
+                writer.update(
+                    t.memberships,
+                    ("tier_code", "tier_achieved_at", "tier_review_on", "debt_points"),
+                    [
+                        (m.tier_code, m.tier_achieved_at, m.tier_review_on, m.debt, m.id)
+                        for m in dirty
+                    ],
+                )
+        for m in dirty:
+            m.dirty = False
         for m in self._new_memberships:
             m.is_new = False
         self._new_memberships.clear()
