@@ -433,7 +433,7 @@ def test_tier_current_history_and_projection(api: TestClient, member: int) -> No
         ("gold", 0, "keep"),
     ]
     default = ok(api.get(f"{API}/members/{member}/tier/projection"))
-    assert date.fromisoformat(default["by"]) == date(2027, 3, 2)
+    assert date.fromisoformat(default["by"]) == date(2027, 3, 2) + timedelta(days=30)  # + grace
 
 
 # ---------------------------------------------------------------- every client error

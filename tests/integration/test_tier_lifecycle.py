@@ -157,7 +157,7 @@ def test_projection_shows_what_is_needed_to_reach_or_keep_each_tier_by_a_date(
     assert {p["qualifying_at_date"] for p in projection["tiers"]} == {100_000}
 
 
-def test_projection_by_default_looks_at_the_next_review(
+def test_projection_by_default_looks_at_the_day_the_next_review_takes_effect(
     shop: Shop, brand: Brand, platform: Platform
 ) -> None:
     member_id = _gold_since_t0(shop, brand)
@@ -165,8 +165,9 @@ def test_projection_by_default_looks_at_the_next_review(
 
     projection = tiers.projection(platform, member_id)
 
-    # Spend from 2 March 2026 has left the window by the review on 2 March 2027.
-    assert projection["by"] == date(2027, 3, 2)
+    # The review on 2 March 2027 takes effect after 30 days of grace; spend from 2 March
+    # 2026 has left the window by then.
+    assert projection["by"] == date(2027, 4, 1)
     gold = next(p for p in projection["tiers"] if p["tier"] == "gold")
     assert (gold["goal"], gold["qualifying_at_date"], gold["needed"]) == ("keep", 50_000, 250_000)
     silver = next(p for p in projection["tiers"] if p["tier"] == "silver")

@@ -198,7 +198,7 @@ def test_points_payment_above_the_cap_is_a_business_rule_violation() -> None:
     )
     with pytest.raises(PointsPaymentCapExceeded) as err:
         validate_points_payment(o, point_value_minor=Decimal(1), cap_percent=50)
-    assert err.value.fields == {"cap": 5_000, "requested": 5_001}
+    assert err.value.fields == {"cap": 5_000, "requested": 5_001, "field": "payments"}
     assert err.value.code == "points_payment_cap_exceeded"
 
 
@@ -434,3 +434,24 @@ def test_refund_of_more_money_than_remains_exceeds_the_order() -> None:
         validate_refund(refund(RefundLineInput(2, 0, 1_001)), LINES)
     assert err.value.fields["field"] == "lines[0].amount"
     assert "1000 remain" in err.value.detail
+
+
+def test_a_payment_other_than_points_cannot_carry_points() -> None:
+    o = order(paid_line(1, 10_000), payments=(PaymentInput("Points", 10_000, 50),))
+    with pytest.raises(ValidationFailed) as err:
+        validate_order(o)
+    assert err.value.field == "payments[0].method"
+
+
+def test_an_order_placed_before_2000_or_after_2100_is_rejected() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        validate_order(replace(order(), ordered_at=datetime(9999, 1, 1, tzinfo=UTC)))
+    assert err.value.field == "ordered_at"
+
+
+def test_a_replayed_refund_aimed_at_another_channels_order_has_another_fingerprint() -> None:
+    base = RefundInput(
+        "pos", "R1", "O1", datetime(2026, 1, 2, tzinfo=UTC), (RefundLineInput(1, 1, 100),)
+    )
+    other = replace(base, order_channel="tmall")
+    assert fingerprint(canonical_refund(base)) != fingerprint(canonical_refund(other))

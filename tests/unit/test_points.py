@@ -271,7 +271,7 @@ def test_spend_more_than_available_raises_insufficient_points_and_changes_nothin
         ledger.spend(points=51, as_of=T0, reason="redeem", actor="member")
     assert err.value.requested == 51
     assert err.value.available == 50
-    assert err.value.fields == {"requested": 51, "available": 50}
+    assert err.value.fields == {"requested": 51, "available": 50, "field": "points"}
     assert err.value.code == "insufficient_points"
     assert isinstance(err.value, BusinessRuleViolation)
     assert lot.remaining == 50
@@ -656,3 +656,46 @@ def test_points_returned_by_a_refund_are_not_clawed_back_as_the_orders_own() -> 
     )
     assert entry.allocations == ()
     assert ledger.debt == 30
+
+
+def test_a_spend_that_must_also_be_available_later_skips_lots_expired_by_then() -> None:
+    ledger = Ledger()
+    ledger.earn(
+        points=100,
+        earned_at=T0,
+        available_at=T0,
+        expires_at=T0 + timedelta(days=10),
+        reason="earn",
+        actor="t",
+        order_id=1,
+    )
+    with pytest.raises(InsufficientPoints):
+        ledger.spend(
+            points=10,
+            as_of=T0 + timedelta(days=1),
+            reason="back-dated order",
+            actor="t",
+            also_available_at=T0 + timedelta(days=20),
+        )
+    assert ledger.available(T0 + timedelta(days=1)) == 100
+
+
+def test_a_spend_that_must_also_be_available_earlier_skips_lots_still_pending_then() -> None:
+    ledger = Ledger()
+    ledger.earn(
+        points=100,
+        earned_at=T0,
+        available_at=T0 + timedelta(days=7),
+        expires_at=None,
+        reason="earn",
+        actor="t",
+        order_id=1,
+    )
+    with pytest.raises(InsufficientPoints):
+        ledger.spend(
+            points=10,
+            as_of=T0 + timedelta(days=8),
+            reason="future-dated order",
+            actor="t",
+            also_available_at=T0,
+        )

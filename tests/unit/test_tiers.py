@@ -280,3 +280,9 @@ def test_projection_drops_contributions_that_leave_the_window_by_the_date() -> N
     gold = next(r for r in rows if r.tier == GOLD)
     assert gold.qualifying_at_date == 1_000
     assert gold.needed == 4_000
+
+
+def test_a_review_in_the_last_representable_year_fails_fast_instead_of_looping() -> None:
+    p = policy()
+    with pytest.raises(ValueError):
+        next_review(p, achieved_on=date(9999, 6, 1), after=date(9999, 6, 1))

@@ -2,10 +2,10 @@
 
 Planning writes each person's events into a time-bucketed :class:`Spool` (memory is
 bounded by its spill limit, not by the population). Ingestion drains the buckets in
-time order and cuts them into segments; within a segment registrations go first,
-then orders, then refunds, each kind in one batch through the same services the API
-uses. A segment is closed early whenever that order would put one person's event
-before an earlier event of theirs (an order before the registration that follows it).
+time order and cuts them into segments (:func:`segments`); within a segment
+registrations go first, then orders, then refunds, each kind in one batch through the
+same services the API uses. Each person's events reach the services in their time
+order; different people's may be a segment apart, which no rule depends on.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,7 +26,7 @@ from quanyu.adapters import tables as t
 from quanyu.demo.catalogue import BRANDS, PROGRAM, Catalogue, install
 from quanyu.demo.people import Identities
 from quanyu.demo.season import Season
-from quanyu.demo.spool import Spool
+from quanyu.demo.spool import ORDER, Spool
 from quanyu.demo.timeline import Event, OrderEvent, Planner, RefundEvent, RegistrationEvent
 from quanyu.domain.errors import AlreadyExists, QuanyuError, ValidationFailed
 from quanyu.domain.orders import (
@@ -44,7 +44,7 @@ from quanyu.services.orders import ingest_orders, ingest_refunds
 from quanyu.services.uow import Platform
 
 ACTOR = "demo"
-SEGMENT = 2000
+SEGMENT = 5000
 ORDER_PREFIX = {
     "pos": "POS",
     "web": "WEB",
@@ -82,27 +82,58 @@ def order_external_id(channel: str, person: int, seq: int) -> str:
     return f"{ORDER_PREFIX[channel]}{person:08d}{seq:03d}"
 
 
-def _segments(
-    events: Iterable[Event], size: int
-) -> Iterator[tuple[list[RegistrationEvent], list[OrderEvent], list[RefundEvent]]]:
-    regs: list[RegistrationEvent] = []
-    orders: list[OrderEvent] = []
-    refunds: list[RefundEvent] = []
-    latest: dict[int, int] = {}  # person -> highest rank already in this segment
-    for event in events:
-        seen = latest.get(event.person, -1)
-        if seen > event.rank or len(regs) + len(orders) + len(refunds) >= size:
-            yield regs, orders, refunds
-            regs, orders, refunds, latest, seen = [], [], [], {}, -1
-        latest[event.person] = max(seen, event.rank)
+@dataclass
+class Segment:
+    """Events applied together: registrations, then orders, then refunds."""
+
+    registrations: list[RegistrationEvent] = field(default_factory=list)
+    orders: list[OrderEvent] = field(default_factory=list)
+    refunds: list[RefundEvent] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.registrations) + len(self.orders) + len(self.refunds)
+
+    def add(self, event: Event) -> None:
         if isinstance(event, OrderEvent):
-            orders.append(event)
+            self.orders.append(event)
         elif isinstance(event, RegistrationEvent):
-            regs.append(event)
+            self.registrations.append(event)
         else:
-            refunds.append(event)
-    if regs or orders or refunds:
-        yield regs, orders, refunds
+            self.refunds.append(event)
+
+
+def segments(events: Iterable[Event], size: int) -> Iterator[Segment]:
+    """Cut a time-ordered stream into segments of ``size`` events.
+
+    Applying a segment kind by kind must never put one person's event before an
+    earlier one of theirs. An event that would (a registration after the same person's
+    order, an order after their refund) is held back with the rest of that person's
+    events for the next segment; other people's events keep filling this one.
+    """
+    stream = iter(events)
+    held: deque[Event] = deque()
+
+    def pending() -> Iterator[Event]:
+        while held:
+            yield held.popleft()
+        yield from stream
+
+    while True:
+        segment, latest, blocked, later = Segment(), dict[int, int](), set[int](), list[Event]()
+        for event in pending():
+            person = event.person
+            if person in blocked or latest.get(person, -1) > event.rank:
+                blocked.add(person)
+                later.append(event)
+            else:
+                latest[person] = max(latest.get(person, -1), event.rank)
+                segment.add(event)
+            if len(segment) >= size:
+                break
+        held = deque(sorted([*held, *later], key=ORDER))
+        if not segment:
+            return
+        yield segment
 
 
 class _Ingestion:
@@ -187,11 +218,11 @@ class _Ingestion:
                 self.counts[kind] += 1
 
     def ingest(self, events: Iterable[Event]) -> None:
-        for regs, orders, refunds in _segments(events, SEGMENT):
+        for segment in segments(events, SEGMENT):
             started = time.perf_counter()
-            reg_inputs = [self.registration(e) for e in regs]
-            order_inputs = [self.order(e) for e in orders]
-            refund_inputs = [self.refund(e) for e in refunds]
+            reg_inputs = [self.registration(e) for e in segment.registrations]
+            order_inputs = [self.order(e) for e in segment.orders]
+            refund_inputs = [self.refund(e) for e in segment.refunds]
             built = time.perf_counter()
             if reg_inputs:
                 self._tally("registration", register_many(self.platform, reg_inputs, actor=ACTOR))
@@ -207,7 +238,7 @@ class _Ingestion:
                 self._tally("refunds", ingest_refunds(self.platform, refund_inputs, actor=ACTOR))
             self.generate_seconds += built - started
             self.ingest_seconds += time.perf_counter() - built
-            self.done += len(regs) + len(orders) + len(refunds)
+            self.done += len(segment)
             if self.progress:
                 self.progress("events", self.done, self.total)
 

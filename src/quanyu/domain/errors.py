@@ -85,11 +85,12 @@ class InsufficientPoints(BusinessRuleViolation):
     code = "insufficient_points"
     title = "Insufficient points"
 
-    def __init__(self, *, requested: int, available: int) -> None:
+    def __init__(self, *, requested: int, available: int, field: str = "points") -> None:
         super().__init__(
             f"{requested} points requested but only {available} are available",
             requested=requested,
             available=available,
+            field=field,
         )
         self.requested = requested
         self.available = available

@@ -30,6 +30,8 @@ class IdentityType(enum.StrEnum):
     MEMBER_CARD = "member_card"
 
 
+MAX_VALUE = 255
+MAX_NAMESPACE = 128
 NAMESPACED = {IdentityType.WECHAT_OPENID, IdentityType.PLATFORM_BUYER}
 
 
@@ -111,6 +113,10 @@ def make_key(
         raw = normalise_email(raw, field=f"{field}.value")
     elif itype is IdentityType.MEMBER_CARD:
         raw = raw.upper()
+    if len(raw) > MAX_VALUE:  # normalising can lengthen a value ("ß" folds to "ss")
+        raise ValidationFailed(f"at most {MAX_VALUE} characters", field=f"{field}.value")
+    if len(ns) > MAX_NAMESPACE:
+        raise ValidationFailed(f"at most {MAX_NAMESPACE} characters", field=f"{field}.namespace")
     return IdentityKey(itype, ns, raw)
 
 

@@ -97,6 +97,7 @@ class RefundInput:
     refunded_at: datetime
     lines: tuple[RefundLineInput, ...]
     reason: str = ""
+    order_channel: str | None = None  # the order's channel when it differs from the refund's
 
     @property
     def amount(self) -> int:
@@ -107,9 +108,19 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_LINES = 1000
+MAX_QUANTITY = 1_000_000
+MAX_AMOUNT = 10**13  # minor units on one line: a hundred billion yuan
+
+
 def require_aware(dt: datetime, field: str) -> datetime:
+    """A timestamp with an offset, between 2000 and 2100."""
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValidationFailed("a timestamp needs a time zone offset", field=field)
+    if not EARLIEST <= dt < LATEST:
+        raise ValidationFailed("a timestamp must fall between 2000 and 2100", field=field)
     return dt
 
 
@@ -122,6 +133,8 @@ def validate_order(order: OrderInput) -> None:
         raise ValidationFailed("external_id is required", field="external_id")
     if not order.lines:
         raise ValidationFailed("an order needs at least one line", field="lines")
+    if len(order.lines) > MAX_LINES:
+        raise ValidationFailed(f"an order has at most {MAX_LINES} lines", field="lines")
     seen: set[int] = set()
     for i, line in enumerate(order.lines):
         where = f"lines[{i}]"
@@ -132,8 +145,12 @@ def validate_order(order: OrderInput) -> None:
         seen.add(line.line_no)
         if not line.sku.strip():
             raise ValidationFailed("sku is required", field=f"{where}.sku")
-        if line.quantity <= 0:
-            raise ValidationFailed("quantity must be positive", field=f"{where}.quantity")
+        if not 0 < line.quantity <= MAX_QUANTITY:
+            raise ValidationFailed(
+                f"quantity must be between 1 and {MAX_QUANTITY}", field=f"{where}.quantity"
+            )
+        if line.list_price * line.quantity > MAX_AMOUNT or line.paid_amount > MAX_AMOUNT:
+            raise ValidationFailed("the line's amount is too large", field=f"{where}.paid_amount")
         if line.list_price < 0:
             raise ValidationFailed("list_price cannot be negative", field=f"{where}.list_price")
         if line.paid_amount < 0:
@@ -143,6 +160,10 @@ def validate_order(order: OrderInput) -> None:
             raise ValidationFailed("amount cannot be negative", field=f"payments[{i}].amount")
         if payment.points < 0:
             raise ValidationFailed("points cannot be negative", field=f"payments[{i}].points")
+        if payment.method != POINTS_METHOD and payment.points:
+            raise ValidationFailed(
+                f"only a {POINTS_METHOD!r} payment can carry points", field=f"payments[{i}].method"
+            )
         if payment.method == POINTS_METHOD and payment.points == 0 and payment.amount > 0:
             raise ValidationFailed(
                 "a points payment must say how many points", field=f"payments[{i}].points"
@@ -173,6 +194,7 @@ def validate_points_payment(
         raise PointsPaymentCapExceeded(
             f"points may pay at most {cap_percent}% ({cap}) of this order, "
             f"not {order.points_amount}",
+            field="payments",
             cap=cap,
             requested=order.points_amount,
         )
@@ -245,6 +267,7 @@ def canonical_refund(refund: RefundInput) -> dict[str, Any]:
         "channel": refund.channel,
         "external_id": refund.external_id,
         "order_external_id": refund.order_external_id,
+        "order_channel": refund.order_channel or refund.channel,
         "refunded_at": _iso(refund.refunded_at),
         "reason": refund.reason,
         "lines": [

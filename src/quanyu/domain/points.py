@@ -240,16 +240,24 @@ class Ledger:
         actor: str,
         kind: EntryKind = EntryKind.SPEND,
         order_id: int | None = None,
+        also_available_at: datetime | None = None,
+        field: str = "points",
     ) -> Entry:
-        """Consume available points soonest-expiring first, or raise InsufficientPoints."""
+        """Consume available points soonest-expiring first, or raise InsufficientPoints.
+
+        ``also_available_at``: a lot must be available then too. An order dated in the
+        past spends only points that were available when it was placed *and* are still
+        live now, so a back-dated order cannot revive expired points nor a future-dated
+        one spend pending points.
+        """
         if points <= 0:
             raise ValidationFailed("points to spend must be positive", field="points")
-        available = self.available(as_of)
+        moments = [as_of] if also_available_at is None else [as_of, also_available_at]
+        spendable = [lot for lot in self.lots if all(lot.is_available(m) for m in moments)]
+        available = sum(lot.remaining for lot in spendable)
         if points > available:
-            raise InsufficientPoints(requested=points, available=available)
-        allocations, short = self._take_from(
-            (lot for lot in self.lots if lot.is_available(as_of)), points
-        )
+            raise InsufficientPoints(requested=points, available=available, field=field)
+        allocations, short = self._take_from(spendable, points)
         assert short == 0
         return self._record(
             Entry(

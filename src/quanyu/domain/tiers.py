@@ -11,6 +11,7 @@ themselves.
 
 from __future__ import annotations
 
+import calendar
 import enum
 import itertools
 from collections.abc import Iterable, Sequence
@@ -108,11 +109,10 @@ def upgrade_for(policy: TierPolicy, current: str | None, value: int) -> Tier | N
 
 
 def _safe_date(year: int, month: int, day: int) -> date:
-    while True:
-        try:
-            return date(year, month, day)
-        except ValueError:
-            day -= 1  # 29 February in a common year becomes the 28th
+    """The date, with 29 February falling on the 28th in a common year."""
+    if month == 2 and day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return date(year, month, day)
 
 
 def next_review(policy: TierPolicy, *, achieved_on: date, after: date) -> date:

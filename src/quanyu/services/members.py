@@ -92,6 +92,10 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
     card_owner = ws.owners.get(card) if card is not None else None
     if card is not None and card_owner not in (None, profile.id):
         raise AlreadyExists(f"member number {card.value} is taken", field="member_no")
+    if card is not None and card_owner is None and ws.issued_form(card.value):
+        raise ValidationFailed(
+            f"numbers in the form {card.value} are issued by the platform", field="member_no"
+        )
     existing = profile.memberships.get(program.id)
     if existing is not None and existing.status == "active":
         return {

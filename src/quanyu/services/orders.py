@@ -12,6 +12,7 @@ the batch is run again without it, so no half-applied item is ever stored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from quanyu.domain.orders import (
     differences,
     eligible_amounts,
     fingerprint,
+    require_aware,
     validate_order,
     validate_points_payment,
     validate_refund,
@@ -57,6 +59,9 @@ class Prepared:
     fingerprint: str
 
 
+FUTURE_ALLOWANCE = timedelta(hours=1)  # channel clocks run a little fast
+
+
 def prepare_order(order: OrderInput, default_region: str) -> Prepared:
     validate_order(order)
     keys = tuple(
@@ -74,6 +79,10 @@ def _brand_for(ref: ReferenceData, order: OrderInput, store_brand: int | None) -
         brand = ref.brands.get(order.brand)
         if brand is None:
             raise ValidationFailed(f"unknown brand {order.brand!r}", field="brand")
+        if store_brand is not None and store_brand != brand.id:
+            raise ValidationFailed(
+                f"store {order.store} belongs to another brand than {order.brand}", field="brand"
+            )
         return brand
     if store_brand is not None:
         return ref.brands_by_id[store_brand]
@@ -151,6 +160,8 @@ class OrderBatch:
             raise IdempotencyConflict(
                 f"order {order.channel}/{order.external_id}", differences(stored[1], item.canonical)
             )
+        if order.ordered_at > ws.now + FUTURE_ALLOWANCE:
+            raise ValidationFailed("ordered_at is in the future", field="ordered_at")
         store = ref.stores.get(order.store) if order.store else None
         if order.store and store is None:
             raise ValidationFailed(f"unknown store {order.store!r}", field="store")
@@ -204,9 +215,11 @@ class OrderBatch:
                 ws.ledger(membership, complete=True).spend(
                     points=order.points_used,
                     as_of=order.ordered_at,
+                    also_available_at=ws.now,
                     reason=f"paid with points: {trigger}",
                     actor=self.actor,
                     order_id=order_id,
+                    field="payments",
                 )
             if points:
                 ws.ledger(membership, complete=False).earn(
@@ -366,11 +379,16 @@ def apply_refund(
     ws: WorkingSet, refund: RefundInput, *, actor: str, order_channel: str | None = None
 ) -> dict[str, Any]:
     ref = ws.ref
+    if order_channel is not None:
+        refund = dataclasses.replace(refund, order_channel=order_channel)
+    order_channel = refund.order_channel
+    require_aware(refund.refunded_at, "refunded_at")
     channel = ref.channels.get(refund.channel)
     if channel is None:
         raise ValidationFailed(f"unknown channel {refund.channel!r}", field="channel")
     canonical = canonical_refund(refund)
     fp = fingerprint(canonical)
+    ws.flush()  # a refund earlier in the same batch must be seen as stored
     stored = ws.conn.execute(
         select(t.refunds.c.fingerprint, t.refunds.c.payload, t.refunds.c.result).where(
             t.refunds.c.channel_id == channel.id, t.refunds.c.external_id == refund.external_id
@@ -382,7 +400,6 @@ def apply_refund(
         raise IdempotencyConflict(
             f"refund {refund.channel}/{refund.external_id}", differences(stored.payload, canonical)
         )
-    ws.flush()
     order_ch = ref.channels.get(order_channel or refund.channel)
     if order_ch is None:
         raise ValidationFailed(f"unknown channel {order_channel!r}", field="order_channel")

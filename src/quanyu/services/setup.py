@@ -6,8 +6,9 @@ reference snapshot; other processes pick it up within ``reference_cache_seconds`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -79,6 +80,20 @@ def _validate_program(values: Mapping[str, Any]) -> None:
     cap = values.get("points_payment_cap_percent")
     if cap is not None and not 0 <= cap <= 100:
         raise ValidationFailed("must be between 0 and 100", field="points_payment_cap_percent")
+    if "timezone" in values:
+        try:
+            ZoneInfo(values["timezone"])
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationFailed(
+                f"unknown time zone {values['timezone']!r}", field="timezone"
+            ) from exc
+    month, day = values.get("tier_review_month", 1), values.get("tier_review_day", 1)
+    try:
+        date(2000, month, day)  # a leap year admits 29 February
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"{month}-{day} is not a day of the year", field="tier_review_day"
+        ) from exc
 
 
 def ensure_organisation(platform: Platform, code: str, name: str) -> dict[str, Any]:
@@ -113,10 +128,9 @@ def create_program(platform: Platform, values: dict[str, Any]) -> dict[str, Any]
 
 
 def update_program(platform: Platform, code: str, values: dict[str, Any]) -> dict[str, Any]:
-    _validate_program(values)
-
     def work(conn: Connection) -> dict[str, Any]:
-        _one(conn, t.programs, "code", code, "program")
+        stored = dict(_one(conn, t.programs, "code", code, "program")._mapping)
+        _validate_program({**stored, **values})  # the program as it will be, as a whole
         if values:
             conn.execute(update(t.programs).where(t.programs.c.code == code).values(**values))
         return dict(_one(conn, t.programs, "code", code, "program")._mapping)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.reference import ProgramConfig
+from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.tiers import next_review, project, review_due, tier_after_review
 from quanyu.services.members import current_profile_id
 from quanyu.services.points import _locked_membership, _membership_row, _program
@@ -58,13 +59,15 @@ def projection(
 ) -> dict[str, Any]:
     """For every tier: how much more (in the program's metric) is needed by ``by``.
 
-    ``by`` defaults to the member's next review date: what it takes to keep or reach
-    each tier when the tier is next reviewed.
+    ``by`` defaults to the day the next review can take effect (the review date plus
+    the grace period), the day the review judges qualification on.
     """
+    if by is not None and not date(2000, 1, 1) <= by < date(2100, 1, 1):
+        raise ValidationFailed("by must fall between 2000 and 2100", field="by")
 
     def command(ws: WorkingSet) -> dict[str, Any]:
         membership, prog = _locked_membership(ws, profile_id, program)
-        target = by or membership.tier_review_on
+        target = by or membership.tier_review_on + timedelta(days=prog.tier_policy.grace_days)
         window = prog.tier_policy.window_days
         contributions = ws.contributions_for(
             membership, prog, min(target, local_date(ws.now, prog)) - timedelta(days=window)

@@ -28,7 +28,7 @@ from quanyu.adapters.ids import IdAllocator, SequenceBlocks
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.events import HistoryKind
-from quanyu.domain.identity import IdentityKey, ProfileRef, plan_resolution
+from quanyu.domain.identity import IdentityKey, IdentityType, ProfileRef, plan_resolution
 from quanyu.domain.points import Entry, EntryKind, Ledger, Lot
 from quanyu.domain.tiers import (
     Tier,
@@ -148,7 +148,7 @@ class WorkingSet:
             {
                 "profile_id": profile_id,
                 "kind": kind.value,
-                "summary": summary,
+                "summary": summary[:500],
                 "data": data,
                 "actor": actor,
                 "occurred_at": at,
@@ -270,6 +270,19 @@ class WorkingSet:
 
     # ------------------------------------------------------------ identity resolution
 
+    def issued_form(self, card: str) -> bool:
+        """Whether ``card`` has the form of the numbers Quanyu issues (CLUB000000123).
+
+        Such numbers only ever come from :meth:`new_membership`, so a card in that form
+        that no one holds is a typo or a forgery, never a number to hand out later.
+        """
+        for program in self.ref.programs.values():
+            prefix = program.code.upper()
+            rest = card[len(prefix) :]
+            if card.startswith(prefix) and len(rest) >= 9 and rest.isdigit():
+                return True
+        return False
+
     def new_profile(self, *, at: datetime, source: str) -> ProfileState:
         pid = self.ids.one(t.profiles)
         state = ProfileState(id=pid, created_at=at)
@@ -308,6 +321,11 @@ class WorkingSet:
         }
         self.lock_profiles(ref.id for ref in owners.values())
         plan = plan_resolution(keys, owners)
+        for key in plan.new_keys:
+            if key.type is IdentityType.MEMBER_CARD and self.issued_form(key.value):
+                raise ValidationFailed(
+                    f"member card {key.value} was never issued", field="identities"
+                )
         if plan.survivor is None:
             profile = self.new_profile(at=at, source=source)
             self.history(
@@ -427,11 +445,16 @@ class WorkingSet:
                 t.orders.c.ordered_at >= start,
             )
         else:
-            query = select(t.points_entries.c.occurred_at, t.points_entries.c.points).where(
-                t.points_entries.c.profile_id == membership.profile_id,
-                t.points_entries.c.program_id == membership.program_id,
-                t.points_entries.c.kind.in_([EntryKind.EARN.value, EntryKind.CLAWBACK.value]),
-                t.points_entries.c.occurred_at >= start,
+            # Through the order: orders move with a merge, points entries stay put.
+            query = (
+                select(t.points_entries.c.occurred_at, t.points_entries.c.points)
+                .join(t.orders, t.orders.c.id == t.points_entries.c.order_id)
+                .where(
+                    t.orders.c.profile_id == membership.profile_id,
+                    t.points_entries.c.program_id == membership.program_id,
+                    t.points_entries.c.kind.in_([EntryKind.EARN.value, EntryKind.CLAWBACK.value]),
+                    t.points_entries.c.occurred_at >= start,
+                )
             )
         out = [(local_date(r[0], program), int(r[1])) for r in self.conn.execute(query)]
         self.contributions[membership.id] = (since, out)
@@ -533,11 +556,18 @@ class WorkingSet:
         reason: str,
         actor: str,
     ) -> Tier | None:
+        """Upgrade at once if the member qualifies at ``at`` or today (an order that
+        arrives late can complete today's qualification)."""
         value = self.qualifying(membership, program, local_date(at, program))
+        when = at
+        if self.now > at:
+            today = self.qualifying(membership, program, local_date(self.now, program))
+            if today > value:
+                value, when = today, self.now
         target = upgrade_for(program.tier_policy, membership.tier_code, value)
         if target is not None:
             self.set_tier(
-                membership, program, target, at=at, reason=reason, value=value, actor=actor
+                membership, program, target, at=when, reason=reason, value=value, actor=actor
             )
         return target
 
@@ -610,13 +640,9 @@ class WorkingSet:
             self._merge_one(
                 survivor_id, absorbed_id, at=at, trigger=trigger, actor=actor, reason=reason
             )
-        # Reload everything about the survivor from the store.
-        for pid in [survivor_id, *absorbed_ids]:
-            state = self.profiles.pop(pid, None)
-            if state:
-                for m in state.memberships.values():
-                    self.ledgers.pop(m.id, None)
-                    self.contributions.pop(m.id, None)
+            # The merge was written straight to the store: forget both profiles so the
+            # next absorbed profile is merged into the survivor as it now stands.
+            self._forget([survivor_id, absorbed_id])
         self.owners = {k: v for k, v in self.owners.items() if v not in absorbed_ids}
         self.load_profiles([survivor_id])
         survivor = self.profiles[survivor_id]
@@ -624,6 +650,15 @@ class WorkingSet:
             program = self.ref.programs[membership.program_id]
             self.upgrade_if_qualified(membership, program, at=at, reason="merge", actor=actor)
         self.flush()
+
+    def _forget(self, profile_ids: Sequence[int]) -> None:
+        for pid in profile_ids:
+            state = self.profiles.pop(pid, None)
+            if state:
+                for m in state.memberships.values():
+                    self.ledgers.pop(m.id, None)
+                    self.contributions.pop(m.id, None)
+                    self._dirty.pop(m.id, None)
 
     def _merge_one(
         self,

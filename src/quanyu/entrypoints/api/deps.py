@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from quanyu.services.uow import Platform
 
@@ -14,10 +14,14 @@ def platform(request: Request) -> Platform:
     return p
 
 
-def actor(x_quanyu_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
+def actor(x_quanyu_actor: Annotated[str | None, Header(max_length=190)] = None) -> str:
     """Who is acting: the caller names itself until staff accounts and API keys arrive."""
     return f"api:{x_quanyu_actor}" if x_quanyu_actor else "api"
 
 
 PlatformDep = Annotated[Platform, Depends(platform)]
+BIGINT = 2**63 - 1
+MemberId = Annotated[int, Path(ge=1, le=BIGINT)]
+EntityId = Annotated[int, Path(ge=1, le=BIGINT)]
+BeforeId = Annotated[int | None, Query(ge=1, le=BIGINT)]
 ActorDep = Annotated[str, Depends(actor)]

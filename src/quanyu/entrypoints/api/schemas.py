@@ -119,6 +119,7 @@ class RefundIn(Strict):
             refunded_at=self.refunded_at,
             lines=tuple(RefundLineInput(x.line_no, x.quantity, x.amount) for x in self.lines),
             reason=self.reason,
+            order_channel=self.order_channel,
         )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from quanyu.domain.orders import IdentityInput
-from quanyu.entrypoints.api.deps import ActorDep, PlatformDep
+from quanyu.entrypoints.api.deps import ActorDep, BeforeId, EntityId, MemberId, PlatformDep
 from quanyu.entrypoints.api.schemas import RegistrationIn, RegistrationOut
 from quanyu.services import members
 
@@ -39,27 +39,27 @@ def lookup(
 
 
 @router.get("/members/{member_id}")
-def summary(member_id: int, p: PlatformDep) -> dict[str, Any]:
+def summary(member_id: MemberId, p: PlatformDep) -> dict[str, Any]:
     return members.summary(p, member_id)
 
 
 @router.get("/members/{member_id}/identities")
-def identities(member_id: int, p: PlatformDep) -> list[dict[str, Any]]:
+def identities(member_id: MemberId, p: PlatformDep) -> list[dict[str, Any]]:
     return members.member_identities(p, member_id)
 
 
 @router.get("/members/{member_id}/history")
 def history(
-    member_id: int,
+    member_id: MemberId,
     p: PlatformDep,
     limit: int = Query(100, ge=1, le=1000),
-    before_id: int | None = Query(None, ge=1),
+    before_id: BeforeId = None,
 ) -> list[dict[str, Any]]:
     return members.member_history(p, member_id, limit=limit, before_id=before_id)
 
 
 @router.get("/members/{member_id}/merges")
-def member_merges(member_id: int, p: PlatformDep) -> list[dict[str, Any]]:
+def member_merges(member_id: MemberId, p: PlatformDep) -> list[dict[str, Any]]:
     return members.merges_of(p, member_id)
 
 
@@ -69,5 +69,5 @@ def list_merges(p: PlatformDep, limit: int = Query(100, ge=1, le=1000)) -> list[
 
 
 @router.get("/merges/{merge_id}")
-def merge_detail(merge_id: int, p: PlatformDep) -> dict[str, Any]:
+def merge_detail(merge_id: EntityId, p: PlatformDep) -> dict[str, Any]:
     return members.merge_detail(p, merge_id)
