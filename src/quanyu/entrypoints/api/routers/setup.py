@@ -108,7 +108,7 @@ def create_guide(body: GuideIn, p: PlatformDep) -> dict[str, Any]:
 
 @router.get("/products")
 def list_products(
-    p: PlatformDep, limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0)
+    p: PlatformDep, limit: int = Query(500, ge=1, le=5000), offset: int = Query(0, ge=0, le=10**9)
 ) -> list[dict[str, Any]]:
     return setup.list_products(p, limit=limit, offset=offset)
 
