@@ -11,14 +11,16 @@ or the member authorises it in the mini program, orders carry both and OneID mer
 the profiles. The planner replays that resolution per person (a handful of bit masks)
 to know which orders earn points, and keeps a conservative shadow of the member's
 points (base rate only, nothing from orders that will be refunded) so that orders
-paying with points only spend points the member really has.
+paying with points only spend points the member really has, and that the services
+still let a back-dated order spend: available when it was placed and not expired at
+the time of ingestion.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from random import Random
@@ -158,8 +160,10 @@ class _Life:
 
 
 class Planner:
-    def __init__(self, *, seed: int, season: Season, catalogue: Catalogue) -> None:
+    def __init__(self, *, seed: int, season: Season, catalogue: Catalogue, now: int) -> None:
+        """``now``: when ingestion runs, in seconds from ``season.origin``."""
         self.seed = seed
+        self.now = now
         self.season = season
         self.catalogue = catalogue
         self.brands = sorted({s.brand for s in catalogue.stores})
@@ -368,10 +372,10 @@ class Planner:
         refunded = rng.random() < REFUND_RATE
         points = 0
         if earns and rng.random() < POINTS_PAYMENT_RATE:
-            available = sum(lot[2] for lot in life.lots if lot[0] <= at < lot[1])
+            available = sum(lot[2] for lot in _spendable(life.lots, at=at, now=self.now))
             points = min(available // 2, paid // 2) // 100 * 100
             if points >= 500:
-                _take(life.lots, at, points)
+                _take(life.lots, at=at, now=self.now, points=points)
             else:
                 points = 0
         if earns and not refunded and earning - points >= 100:
@@ -425,12 +429,16 @@ class Planner:
         )
 
 
-def _take(lots: list[list[int]], at: int, points: int) -> None:
+def _spendable(lots: list[list[int]], *, at: int, now: int) -> Iterator[list[int]]:
+    """Shadow lots a back-dated order may spend: available at ``at`` and still live now."""
+    return (lot for lot in lots if lot[0] <= at < lot[1] and now < lot[1] and lot[2])
+
+
+def _take(lots: list[list[int]], *, at: int, now: int, points: int) -> None:
     """Spend from the shadow lots oldest first (they expire in the same order)."""
-    for lot in lots:
+    for lot in _spendable(lots, at=at, now=now):
+        take = min(lot[2], points)
+        lot[2] -= take
+        points -= take
         if points == 0:
             return
-        if lot[0] <= at < lot[1] and lot[2]:
-            take = min(lot[2], points)
-            lot[2] -= take
-            points -= take

@@ -161,7 +161,9 @@ def demo(
         table.add_column("what")
         table.add_column("count", justify="right")
         for name, value in vars(summary).items():
-            table.add_row(name.replace("_", " "), f"{value:,}")
+            table.add_row(
+                name.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value)
+            )
         out.print(table)
     platform.engine.dispose()
     if serve_after:
