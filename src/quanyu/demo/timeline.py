@@ -160,6 +160,8 @@ class _Life:
 
 
 class Planner:
+    """Plans people one at a time; ``expected_merges`` counts the merges they will cause."""
+
     def __init__(self, *, seed: int, season: Season, catalogue: Catalogue, now: int) -> None:
         """``now``: when ingestion runs, in seconds from ``season.origin``."""
         self.seed = seed
@@ -247,9 +249,7 @@ class Planner:
                     store = rng.randrange(len(cat.stores))
             slots.append((at, channel, store))
         if member and not slots:  # a member who never buys joins on their first day
-            channel = "pos" if rng.random() < 0.7 or not life.wechat else "mini"
-            at = season.sample(rng, online=channel != "pos", first=first_day, last=first_day)
-            life.registered_at = at
+            life.registered_at = season.sample(rng, online=False, first=first_day, last=first_day)
             return []
         slots.sort()
         return slots

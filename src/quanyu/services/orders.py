@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.reference import BrandRef, ProgramConfig, ReferenceData
@@ -104,23 +104,29 @@ class OrderBatch:
             if p.order.channel in ref.channels
         }
         self.stored: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
-        key_list = sorted(keys)
-        for i in range(0, len(key_list), 2000):
-            rows = ws.conn.execute(
-                select(
-                    t.orders.c.channel_id,
-                    t.orders.c.external_id,
-                    t.orders.c.fingerprint,
-                    t.orders.c.payload,
-                    t.orders.c.result,
-                ).where(
-                    tuple_(t.orders.c.channel_id, t.orders.c.external_id).in_(
-                        key_list[i : i + 2000]
+        by_channel: dict[int, list[str]] = {}
+        for channel_id, external_id in sorted(keys):
+            by_channel.setdefault(channel_id, []).append(external_id)
+        for channel_id, external_ids in by_channel.items():
+            for i in range(0, len(external_ids), 2000):
+                rows = ws.conn.execute(
+                    select(
+                        t.orders.c.channel_id,
+                        t.orders.c.external_id,
+                        t.orders.c.fingerprint,
+                        t.orders.c.payload,
+                        t.orders.c.result,
+                    ).where(
+                        t.orders.c.channel_id == channel_id,
+                        t.orders.c.external_id.in_(external_ids[i : i + 2000]),
                     )
                 )
-            )
-            for r in rows:
-                self.stored[(r.channel_id, r.external_id)] = (r.fingerprint, r.payload, r.result)
+                for r in rows:
+                    self.stored[(r.channel_id, r.external_id)] = (
+                        r.fingerprint,
+                        r.payload,
+                        r.result,
+                    )
         skus = sorted({line.sku for p in items for line in p.order.lines if line.category is None})
         self.categories: dict[str, str] = {}
         for i in range(0, len(skus), 5000):

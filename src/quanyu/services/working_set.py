@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, func, or_, select, update
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.bulk import BulkWriter
@@ -243,25 +243,26 @@ class WorkingSet:
         """Find (and on PostgreSQL lock) the owners of many identities in a few queries."""
         wanted = sorted({k for k in keys if k not in self.owners})
         found: set[int] = set()
-        for chunk in _chunks(wanted, 2000):
-            by_tuple = {(k.type.value, k.namespace, k.value): k for k in chunk}
-            for k in chunk:
-                self.owners[k] = None
-            rows = self.conn.execute(
-                select(
-                    t.identities.c.type,
-                    t.identities.c.namespace,
-                    t.identities.c.value,
-                    t.identities.c.profile_id,
-                ).where(
-                    tuple_(t.identities.c.type, t.identities.c.namespace, t.identities.c.value).in_(
-                        list(by_tuple)
+        # One query per (type, namespace) with a plain IN on values uses the unique index
+        # on both databases; PostgreSQL plans a long row-value IN as a scan.
+        groups: dict[tuple[str, str], dict[str, IdentityKey]] = {}
+        for k in wanted:
+            self.owners[k] = None
+            groups.setdefault((k.type.value, k.namespace), {})[k.value] = k
+        ident = t.identities
+        for (type_, namespace), by_value in groups.items():
+            values = sorted(by_value)
+            for chunk in _chunks(values, 2000):
+                rows = self.conn.execute(
+                    select(ident.c.value, ident.c.profile_id).where(
+                        ident.c.type == type_,
+                        ident.c.namespace == namespace,
+                        ident.c.value.in_(chunk),
                     )
                 )
-            )
-            for r in rows:
-                self.owners[by_tuple[(r.type, r.namespace, r.value)]] = r.profile_id
-                found.add(r.profile_id)
+                for r in rows:
+                    self.owners[by_value[r.value]] = r.profile_id
+                    found.add(r.profile_id)
         self.load_profiles(found, lock=True)
 
     def profile(self, profile_id: int) -> ProfileState:
