@@ -39,23 +39,8 @@ OPTIONAL = (
     "points_amount",
     "payment_method",
 )
-ORDER_LEVEL = (
-    "ordered_at",
-    "brand",
-    "store",
-    "guide",
-    "phone",
-    "email",
-    "wechat_unionid",
-    "wechat_openid",
-    "wechat_appid",
-    "platform",
-    "platform_buyer_id",
-    "member_card",
-    "points_used",
-    "points_amount",
-    "payment_method",
-)
+LINE_LEVEL = ("line_no", "category")
+ORDER_LEVEL = ("ordered_at", *(c for c in OPTIONAL if c not in LINE_LEVEL))
 
 
 @dataclass(frozen=True)
