@@ -394,6 +394,7 @@ points_entries = Table(
     ts("recorded_at"),
 )
 Index("ix_points_entries_owner", points_entries.c.profile_id, points_entries.c.program_id)
+Index("ix_points_entries_order", points_entries.c.order_id)
 
 points_allocations = Table(
     "points_allocations",
