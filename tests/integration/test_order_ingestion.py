@@ -427,3 +427,27 @@ def test_a_large_batch_is_stored_whole_and_keeps_the_ledger_consistent(
     assert isinstance(member, dict)
     assert points.balance(platform, member["member_id"])["total"] == earned
     assert points.check_ledger(platform) == []
+
+
+def test_orders_rejected_before_any_change_do_not_rerun_their_batch(
+    platform: Platform, brand: Brand, shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown codes are common in dirty import files; each must not replay the batch."""
+    runs = []
+    real_run = orders.run
+
+    def counting_run(*args: object, **kwargs: object) -> object:
+        runs.append(1)
+        return real_run(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(orders, "run", counting_run)
+    batch = [
+        shop.order_input(f"D-{i}", ("phone", phone(i)), store=brand.store if i % 3 else "NOPE")
+        for i in range(30)
+    ]
+    results = orders.ingest_orders(platform, batch, actor="test")
+    rejected = [r for r in results if isinstance(r, QuanyuError)]
+    assert len(rejected) == 10
+    assert all(r.fields["field"] == "store" for r in rejected)
+    assert len(runs) == 1
+    assert points.check_ledger(platform) == []

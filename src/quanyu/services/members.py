@@ -365,13 +365,15 @@ def register_many(
     """Register many people in one transaction; each is accepted or rejected on its own."""
     from quanyu.services.orders import ItemFailed, run_batch  # noqa: PLC0415
 
-    def apply(ws: WorkingSet, items: list[tuple[int, Registration]]) -> list[dict[str, Any]]:
+    def apply(
+        ws: WorkingSet, items: list[tuple[int, Registration]]
+    ) -> list[dict[str, Any] | QuanyuError]:
         ws.preload_identities(
             make_key(i.type, i.value, i.namespace, default_region=ws.default_region)
             for _, r in items
             for i in r.identities
         )
-        out = []
+        out: list[dict[str, Any] | QuanyuError] = []
         for i, reg in items:
             try:
                 out.append(apply_registration(ws, reg, actor=actor))

@@ -155,6 +155,9 @@ class OrderBatch:
                 )
 
     def apply(self, item: Prepared) -> dict[str, Any]:
+        """Apply one order. Until ``touched`` turns true nothing has changed, so an order
+        rejected before then needs no rerun of its batch."""
+        self.touched = False
         ws, order, ref = self.ws, item.order, self.ws.ref
         channel = ref.channels.get(order.channel)
         if channel is None:
@@ -177,6 +180,7 @@ class OrderBatch:
         brand = _brand_for(ref, order, store.brand_id if store else None)
         program = ref.programs[brand.program_id]
         trigger = f"order {order.channel}/{order.external_id}"
+        self.touched = True
         profile = ws.resolve(
             item.keys, at=order.ordered_at, source=order.channel, trigger=trigger, actor=self.actor
         )
@@ -332,9 +336,14 @@ def run_batch(
     platform: Platform,
     count: int,
     prepare: Callable[[int], T],
-    apply: Callable[[WorkingSet, list[tuple[int, T]]], list[dict[str, Any]]],
+    apply: Callable[[WorkingSet, list[tuple[int, T]]], list[dict[str, Any] | QuanyuError]],
 ) -> list[dict[str, Any] | QuanyuError]:
-    """Prepare every item, apply the good ones in one transaction; rerun without failures."""
+    """Prepare every item and apply the good ones in one transaction.
+
+    ``apply`` returns an error in place of a result for an item it rejected before
+    changing anything; it raises ItemFailed for one that failed half-way, and the batch
+    runs again without it.
+    """
     outcome: dict[int, dict[str, Any] | QuanyuError] = {}
     good: list[tuple[int, T]] = []
     for i in range(count):
@@ -358,14 +367,18 @@ def run_batch(
 def ingest_orders(
     platform: Platform, orders: Sequence[OrderInput], *, actor: str
 ) -> list[dict[str, Any] | QuanyuError]:
-    def apply(ws: WorkingSet, items: list[tuple[int, Prepared]]) -> list[dict[str, Any]]:
+    def apply(
+        ws: WorkingSet, items: list[tuple[int, Prepared]]
+    ) -> list[dict[str, Any] | QuanyuError]:
         batch = OrderBatch(ws, [p for _, p in items], actor)
-        out = []
+        out: list[dict[str, Any] | QuanyuError] = []
         for i, item in items:
             try:
                 out.append(batch.apply(item))
             except QuanyuError as exc:
-                raise ItemFailed(i, exc) from exc
+                if batch.touched:
+                    raise ItemFailed(i, exc) from exc
+                out.append(exc)  # rejected before it changed anything
         return out
 
     return run_batch(
@@ -583,8 +596,8 @@ def ingest_refunds(
 ) -> list[dict[str, Any] | QuanyuError]:
     def apply(
         ws: WorkingSet, items: list[tuple[int, tuple[RefundInput, str | None]]]
-    ) -> list[dict[str, Any]]:
-        out = []
+    ) -> list[dict[str, Any] | QuanyuError]:
+        out: list[dict[str, Any] | QuanyuError] = []
         for i, (refund, order_channel) in items:
             try:
                 out.append(apply_refund(ws, refund, actor=actor, order_channel=order_channel))
