@@ -363,7 +363,7 @@ def register_many(
     platform: Platform, regs: list[Registration], *, actor: str
 ) -> list[dict[str, Any] | QuanyuError]:
     """Register many people in one transaction; each is accepted or rejected on its own."""
-    from quanyu.services.orders import ItemFailed, run_batch  # noqa: PLC0415
+    from quanyu.services.orders import apply_each, run_batch  # noqa: PLC0415
 
     def apply(
         ws: WorkingSet, items: list[tuple[int, Registration]]
@@ -373,13 +373,7 @@ def register_many(
             for _, r in items
             for i in r.identities
         )
-        out: list[dict[str, Any] | QuanyuError] = []
-        for i, reg in items:
-            try:
-                out.append(apply_registration(ws, reg, actor=actor))
-            except QuanyuError as exc:
-                raise ItemFailed(i, exc) from exc
-        return out
+        return apply_each(items, lambda reg: apply_registration(ws, reg, actor=actor))
 
     def prepare(i: int) -> Registration:
         for n, ident in enumerate(regs[i].identities):

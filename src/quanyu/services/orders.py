@@ -364,6 +364,19 @@ def run_batch(
         return [outcome[i] for i in range(count)]
 
 
+def apply_each(
+    items: Sequence[tuple[int, T]], apply_one: Callable[[T], dict[str, Any]]
+) -> list[dict[str, Any] | QuanyuError]:
+    """Apply items in order; an item that fails is reported by its index (ItemFailed)."""
+    out: list[dict[str, Any] | QuanyuError] = []
+    for i, item in items:
+        try:
+            out.append(apply_one(item))
+        except QuanyuError as exc:
+            raise ItemFailed(i, exc) from exc
+    return out
+
+
 def ingest_orders(
     platform: Platform, orders: Sequence[OrderInput], *, actor: str
 ) -> list[dict[str, Any] | QuanyuError]:
@@ -597,12 +610,8 @@ def ingest_refunds(
     def apply(
         ws: WorkingSet, items: list[tuple[int, tuple[RefundInput, str | None]]]
     ) -> list[dict[str, Any] | QuanyuError]:
-        out: list[dict[str, Any] | QuanyuError] = []
-        for i, (refund, order_channel) in items:
-            try:
-                out.append(apply_refund(ws, refund, actor=actor, order_channel=order_channel))
-            except QuanyuError as exc:
-                raise ItemFailed(i, exc) from exc
-        return out
+        return apply_each(
+            items, lambda item: apply_refund(ws, item[0], actor=actor, order_channel=item[1])
+        )
 
     return run_batch(platform, len(refunds), lambda i: refunds[i], apply)
