@@ -431,38 +431,35 @@ class WorkingSet:
         the window flushes and reloads, so callers record a contribution *before*
         buffering the change it describes.
         """
+        if program.tier_policy.metric is TierMetric.SPEND:
+            self.preload_contributions([membership], since)
+            return self.contributions[membership.id][1]
         cached = self.contributions.get(membership.id)
         if cached is not None:
             if cached[0] <= since:
                 return cached[1]
             self.flush()
         start = datetime.combine(since, time(0), program.tz).astimezone(UTC)
-        if program.tier_policy.metric is TierMetric.SPEND:
-            query = select(
-                t.orders.c.ordered_at, t.orders.c.paid_total - t.orders.c.refunded_amount
-            ).where(
+        # Through the order: orders move with a merge, points entries stay put.
+        query = (
+            select(t.points_entries.c.occurred_at, t.points_entries.c.points)
+            .join(t.orders, t.orders.c.id == t.points_entries.c.order_id)
+            .where(
                 t.orders.c.profile_id == membership.profile_id,
-                t.orders.c.brand_id.in_(sorted(program.brand_ids)),
-                t.orders.c.ordered_at >= start,
+                t.points_entries.c.program_id == membership.program_id,
+                t.points_entries.c.kind.in_([EntryKind.EARN.value, EntryKind.CLAWBACK.value]),
+                t.points_entries.c.occurred_at >= start,
             )
-        else:
-            # Through the order: orders move with a merge, points entries stay put.
-            query = (
-                select(t.points_entries.c.occurred_at, t.points_entries.c.points)
-                .join(t.orders, t.orders.c.id == t.points_entries.c.order_id)
-                .where(
-                    t.orders.c.profile_id == membership.profile_id,
-                    t.points_entries.c.program_id == membership.program_id,
-                    t.points_entries.c.kind.in_([EntryKind.EARN.value, EntryKind.CLAWBACK.value]),
-                    t.points_entries.c.occurred_at >= start,
-                )
-            )
+        )
         out = [(local_date(r[0], program), int(r[1])) for r in self.conn.execute(query)]
         self.contributions[membership.id] = (since, out)
         return out
 
     def preload_contributions(self, memberships: Sequence[MembershipState], since: date) -> None:
-        """Load the tier contributions of many memberships (one program at a time)."""
+        """Load the spend contributions of many memberships (one program at a time).
+
+        The same rule as :meth:`contributions_for`: a cached list that already covers
+        ``since`` is kept; a narrower one is flushed and reloaded."""
         by_program: dict[int, list[MembershipState]] = {}
         for m in memberships:
             cached = self.contributions.get(m.id)
@@ -967,9 +964,6 @@ def _snapshot(conn: Connection, profile_ids: Sequence[int]) -> dict[str, Any]:
         "lots": rows(
             t.points_lots, and_(t.points_lots.c.profile_id.in_(ids), t.points_lots.c.remaining > 0)
         ),
-        "order_ids": [
-            r.id for r in conn.execute(select(t.orders.c.id).where(t.orders.c.profile_id.in_(ids)))
-        ],
         "order_owners": {
             str(r.id): r.profile_id
             for r in conn.execute(
@@ -998,9 +992,3 @@ def _jsonable(value: Any) -> Any:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def require(value: Any, field_name: str, message: str) -> Any:
-    if value is None:
-        raise ValidationFailed(message, field=field_name)
-    return value

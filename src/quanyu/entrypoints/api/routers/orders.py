@@ -40,9 +40,7 @@ def post_order(
 def post_refund(
     body: RefundIn, p: PlatformDep, actor: ActorDep, response: Response
 ) -> dict[str, Any]:
-    result = orders.ingest_refund(
-        p, body.to_domain(), actor=actor, order_channel=body.order_channel
-    )
+    result = orders.ingest_refund(p, body.to_domain(), actor=actor)
     if result["replayed"]:
         response.status_code = 200
     return result
@@ -91,7 +89,5 @@ def post_orders(body: BatchIn, p: PlatformDep, actor: ActorDep) -> BatchOut:
 def post_refunds(body: BatchIn, p: PlatformDep, actor: ActorDep) -> BatchOut:
     return _batch(
         _parse(RefundIn, body.items),
-        lambda good: orders.ingest_refunds(
-            p, [(x.to_domain(), x.order_channel) for x in good], actor=actor
-        ),
+        lambda good: orders.ingest_refunds(p, [(x.to_domain(), None) for x in good], actor=actor),
     )
