@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, select
 
 from quanyu.adapters import tables as t
-from quanyu.adapters.reference import ProgramConfig
+from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import NotFound, ValidationFailed
 from quanyu.services.members import current_profile_id
 from quanyu.services.uow import Platform, run
@@ -64,7 +64,11 @@ def balances(
 
 
 def _program(platform: Platform, conn: Connection, code: str | None) -> ProgramConfig:
-    ref = platform.reference.get(conn)
+    return program_named(platform.reference.get(conn), code)
+
+
+def program_named(ref: ReferenceData, code: str | None) -> ProgramConfig:
+    """The program with ``code``; with no code, the deployment's only program."""
     if code is None:
         if len(ref.programs) == 1:
             return next(iter(ref.programs.values()))
@@ -153,12 +157,7 @@ def _locked_membership(
     pid = current_profile_id(ws.conn, profile_id)
     ws.lock_profiles([pid])
     profile = ws.profile(pid)
-    programs = list(ws.ref.programs.values())
-    if program_code is None and len(programs) != 1:
-        raise ValidationFailed("name the program", field="program")
-    program = next((p for p in programs if program_code in (None, p.code)), None)
-    if program is None:
-        raise ValidationFailed(f"unknown program {program_code!r}", field="program")
+    program = program_named(ws.ref, program_code)
     membership = profile.memberships.get(program.id)
     if membership is None or membership.status != "active":
         raise NotFound("membership", f"{pid}/{program.code}")
