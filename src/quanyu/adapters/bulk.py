@@ -12,10 +12,10 @@ the server run one statement per row). On SQLite rows go to the driver's
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,7 @@ from psycopg.types.json import Json
 from sqlalchemy import JSON, Connection, Date, Table
 
 from quanyu.adapters.tables import UtcDateTime
+from quanyu.jsonfast import dumps_text
 
 Converter = Callable[[Any], Any]
 MULTI_ROW_MAX = 200  # PostgreSQL: up to this many rows in one INSERT, more by COPY
@@ -31,9 +32,12 @@ MULTI_ROW_MAX = 200  # PostgreSQL: up to this many rows in one INSERT, more by C
 def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None)
+    if zone is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None)
 
 
 def _sqlite_datetime(value: datetime | None) -> str | None:
@@ -46,7 +50,7 @@ def _sqlite_date(value: date | None) -> str | None:
 
 
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return dumps_text(value)
 
 
 def _identity(value: Any) -> Any:
@@ -73,7 +77,34 @@ def _converters(table: Table, columns: tuple[str, ...], mode: str) -> tuple[Conv
 def _tuples(
     rows: Sequence[Sequence[Any]], converters: tuple[Converter, ...]
 ) -> list[tuple[Any, ...]]:
-    return [tuple(c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
+    """Rows with each value converted; only the columns that need it are touched."""
+    active = [(i, _memoised(c)) for i, c in enumerate(converters) if c is not _identity]
+    if not active:
+        return [tuple(row) for row in rows]
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(row)
+        for i, convert in active:
+            values[i] = convert(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _memoised(convert: Converter) -> Converter:
+    """Timestamps repeat within a flush (the command's clock, an order's time on its
+    lot, entry and events): convert each distinct one once."""
+    if convert not in (_naive_utc, _sqlite_datetime):
+        return convert
+    seen: dict[Any, Any] = {}
+
+    def cached(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            out = seen[value] = convert(value)
+            return out
+
+    return cached
 
 
 class BulkWriter:
@@ -110,7 +141,11 @@ class BulkWriter:
         if not rows:
             return
         columns = tuple(rows[0])
-        values = [tuple(row[c] for c in columns) for row in rows]
+        values = (
+            list(map(itemgetter(*columns), rows))
+            if len(columns) > 1
+            else [(row[columns[0]],) for row in rows]
+        )
         names = ", ".join(columns)
         if not self.postgres:
             converted = _tuples(values, _converters(table, columns, "sqlite"))
@@ -122,8 +157,8 @@ class BulkWriter:
         if len(values) > MULTI_ROW_MAX:
             converters = _converters(table, columns, "copy")
             with self._cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-                for row in values:
-                    copy.write_row(tuple(c(v) for c, v in zip(converters, row, strict=True)))
+                for row in _tuples(values, converters):
+                    copy.write_row(row)
             return
         converted = _tuples(values, _converters(table, columns, "pg"))
         group = "(" + ", ".join(["%s"] * len(columns)) + ")"

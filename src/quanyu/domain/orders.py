@@ -12,7 +12,6 @@ different one is a conflict that names the differing fields (:func:`differences`
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from quanyu.domain.errors import (
     ValidationFailed,
 )
 from quanyu.domain.identity import IdentityKey
+from quanyu.jsonfast import dumps_canonical
 
 POINTS_METHOD = "points"
 
@@ -278,8 +278,7 @@ def canonical_refund(refund: RefundInput) -> dict[str, Any]:
 
 
 def fingerprint(canonical: Mapping[str, Any]) -> str:
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(dumps_canonical(canonical)).hexdigest()
 
 
 def differences(stored: Any, received: Any, path: str = "") -> dict[str, Any]:

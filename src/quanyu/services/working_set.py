@@ -242,6 +242,8 @@ class WorkingSet:
     def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
         """Find (and on PostgreSQL lock) the owners of many identities in a few queries."""
         wanted = sorted({k for k in keys if k not in self.owners})
+        if not wanted:
+            return
         found: set[int] = set()
         # One query per (type, namespace) with a plain IN on values uses the unique index
         # on both databases; PostgreSQL plans a long row-value IN as a scan.
@@ -317,6 +319,11 @@ class WorkingSet:
         if not keys:
             return None
         self.preload_identities(keys)
+        # The common case: every identity is already known, all of one profile.
+        first = self.owners.get(keys[0])
+        if first is not None and all(self.owners.get(k) == first for k in keys[1:]):
+            self.lock_profiles((first,))
+            return self.profiles[first]
         owners = {
             k: self.profiles[pid].ref() for k in keys if (pid := self.owners.get(k)) is not None
         }
@@ -431,10 +438,12 @@ class WorkingSet:
         the window flushes and reloads, so callers record a contribution *before*
         buffering the change it describes.
         """
-        if program.tier_policy.metric is TierMetric.SPEND:
-            self.preload_contributions([membership], since)
-            return self.contributions[membership.id][1]
         cached = self.contributions.get(membership.id)
+        if program.tier_policy.metric is TierMetric.SPEND:
+            if cached is None or cached[0] > since:
+                self.preload_contributions([membership], since)
+                return self.contributions[membership.id][1]
+            return cached[1]
         if cached is not None:
             if cached[0] <= since:
                 return cached[1]

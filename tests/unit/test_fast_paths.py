@@ -1,0 +1,62 @@
+"""The fast paths on the ingestion hot path give exactly what the slow, reference
+implementations give."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quanyu.domain.identity import _fast_mobile
+from quanyu.jsonfast import dumps_canonical, dumps_text
+
+
+def _reference_e164(raw: str, region: str) -> str | None:
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+@settings(max_examples=1000)
+@given(st.from_regex(r"\A1[0-9]{9,11}\Z"))
+def test_fast_mobile_answer_always_equals_phonenumbers(raw: str) -> None:
+    fast = _fast_mobile(raw, "CN")
+    if fast is not None:
+        assert fast == _reference_e164(raw, "CN")
+
+
+def test_fast_mobile_answers_a_common_cn_mobile_number() -> None:
+    assert _fast_mobile("13800138000", "CN") == "+8613800138000"
+
+
+def test_fast_mobile_leaves_other_forms_to_phonenumbers() -> None:
+    for raw in ("138 0013 8000", "+8613800138000", "１３８００１３８０００", "02155551234"):
+        assert _fast_mobile(raw, "CN") is None
+    assert _fast_mobile("13800138000", "US") is None
+
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_canonical_json_bytes_equal_the_standard_library(value: Any) -> None:
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert dumps_canonical(value) == expected.encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=500)
+@given(json_values)
+def test_stored_json_text_equals_the_standard_library(value: Any) -> None:
+    assert dumps_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
