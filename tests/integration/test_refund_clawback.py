@@ -3,6 +3,7 @@ return of points used as payment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -137,7 +138,7 @@ def test_a_refund_from_another_channel_names_the_channel_of_the_order(
 
     with pytest.raises(ValidationFailed):
         orders.ingest_refund(platform, refund, actor="test")  # no mini order A1
-    result = orders.ingest_refund(platform, refund, actor="test", order_channel="pos")
+    result = orders.ingest_refund(platform, replace(refund, order_channel="pos"), actor="test")
 
     assert result["points_clawed_back"] == 180
     assert shop.total(member_id) == 0
@@ -151,9 +152,9 @@ def test_a_refund_batch_commits_the_good_refunds_and_reports_the_bad_one(
     shop.order("A1", PHONE, paid=18_000)
     shop.order("A2", PHONE, paid=10_000)
 
-    def refund(external_id: str, order: str, amount: int) -> tuple[RefundInput, None]:
+    def refund(external_id: str, order: str, amount: int) -> RefundInput:
         lines = (RefundLineInput(1, 0, amount),)
-        return RefundInput("pos", external_id, order, shop.clock.now(), lines), None
+        return RefundInput("pos", external_id, order, shop.clock.now(), lines)
 
     results = orders.ingest_refunds(
         platform,

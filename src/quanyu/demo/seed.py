@@ -190,18 +190,15 @@ class _Ingestion:
             guide=e.guide,
         )
 
-    def refund(self, e: RefundEvent) -> tuple[RefundInput, str | None]:
+    def refund(self, e: RefundEvent) -> RefundInput:
         order_id = order_external_id(e.channel, e.person, e.order_seq)
-        return (
-            RefundInput(
-                channel=e.channel,
-                external_id=f"{order_id}-R",
-                order_external_id=order_id,
-                refunded_at=self.season.datetime(e.at),
-                lines=tuple(RefundLineInput(n, q, amount) for n, q, amount in e.lines),
-                reason=e.reason,
-            ),
-            None,
+        return RefundInput(
+            channel=e.channel,
+            external_id=f"{order_id}-R",
+            order_external_id=order_id,
+            refunded_at=self.season.datetime(e.at),
+            lines=tuple(RefundLineInput(n, q, amount) for n, q, amount in e.lines),
+            reason=e.reason,
         )
 
     def _tally(self, kind: str, results: list[dict[str, Any] | QuanyuError]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select
 
 from quanyu.adapters import tables as t
 from quanyu.domain.errors import AlreadyExists, NotFound, QuanyuError, ValidationFailed
@@ -124,7 +124,7 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
     )
     if card is None or card_owner is None:
         card = make_key(IdentityType.MEMBER_CARD, membership.member_no)
-        ws.owners[card] = profile.id
+        ws.own(card, profile.id)
         ws.add(
             t.identities,
             {
@@ -151,10 +151,12 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
         if buffered is not None:
             buffered.update(fill)
         else:
-            ws.conn.execute(
-                update(t.profiles)
-                .where(t.profiles.c.id == profile.id)
-                .values(updated_at=ws.now, **fill)
+            columns = tuple(sorted(fill))
+            ws.set_values(
+                t.profiles,
+                (*columns, "updated_at"),
+                profile.id,
+                (*(fill[c] for c in columns), ws.now),
             )
         for k, v in fill.items():
             setattr(profile, k, v)

@@ -12,13 +12,12 @@ the batch is run again without it, so no half-applied item is ever stored.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.reference import BrandRef, ProgramConfig, ReferenceData
@@ -43,7 +42,7 @@ from quanyu.domain.orders import (
 from quanyu.domain.points import EntryKind, proportional_share
 from quanyu.domain.tiers import TierMetric
 from quanyu.services.uow import Platform, run
-from quanyu.services.working_set import WorkingSet, expiry_for, local_date
+from quanyu.services.working_set import WorkingSet, chunks, expiry_for, local_date
 
 UNCATEGORISED = "uncategorised"
 T = TypeVar("T")
@@ -365,15 +364,21 @@ def run_batch(
 
 
 def apply_each(
-    items: Sequence[tuple[int, T]], apply_one: Callable[[T], dict[str, Any]]
+    items: Sequence[tuple[int, T]],
+    apply_one: Callable[[T], dict[str, Any]],
+    touched: Callable[[], bool] = lambda: True,
 ) -> list[dict[str, Any] | QuanyuError]:
-    """Apply items in order; an item that fails is reported by its index (ItemFailed)."""
+    """Apply items in order. An item that fails after ``touched`` turned true is
+    reported by its index (ItemFailed) and its batch reruns without it; one rejected
+    before it changed anything is simply answered with its error."""
     out: list[dict[str, Any] | QuanyuError] = []
     for i, item in items:
         try:
             out.append(apply_one(item))
         except QuanyuError as exc:
-            raise ItemFailed(i, exc) from exc
+            if touched():
+                raise ItemFailed(i, exc) from exc
+            out.append(exc)
     return out
 
 
@@ -384,15 +389,7 @@ def ingest_orders(
         ws: WorkingSet, items: list[tuple[int, Prepared]]
     ) -> list[dict[str, Any] | QuanyuError]:
         batch = OrderBatch(ws, [p for _, p in items], actor)
-        out: list[dict[str, Any] | QuanyuError] = []
-        for i, item in items:
-            try:
-                out.append(batch.apply(item))
-            except QuanyuError as exc:
-                if batch.touched:
-                    raise ItemFailed(i, exc) from exc
-                out.append(exc)  # rejected before it changed anything
-        return out
+        return apply_each(items, batch.apply, lambda: batch.touched)
 
     return run_batch(
         platform, len(orders), lambda i: prepare_order(orders[i], platform.default_region), apply
@@ -407,172 +404,281 @@ def ingest_order(platform: Platform, order: OrderInput, *, actor: str) -> dict[s
 # ---------------------------------------------------------------- refunds
 
 
-def apply_refund(
-    ws: WorkingSet, refund: RefundInput, *, actor: str, order_channel: str | None = None
-) -> dict[str, Any]:
-    ref = ws.ref
-    if order_channel is not None:
-        refund = dataclasses.replace(refund, order_channel=order_channel)
-    order_channel = refund.order_channel
-    require_aware(refund.refunded_at, "refunded_at")
-    channel = ref.channels.get(refund.channel)
-    if channel is None:
-        raise ValidationFailed(f"unknown channel {refund.channel!r}", field="channel")
-    canonical = canonical_refund(refund)
-    fp = fingerprint(canonical)
-    ws.flush()  # a refund earlier in the same batch must be seen as stored
-    stored = ws.conn.execute(
-        select(t.refunds.c.fingerprint, t.refunds.c.payload, t.refunds.c.result).where(
-            t.refunds.c.channel_id == channel.id, t.refunds.c.external_id == refund.external_id
+@dataclass
+class _LineRow:
+    id: int
+    line_no: int
+    quantity: int
+    paid_amount: int
+    refunded_quantity: int
+    refunded_amount: int
+
+
+@dataclass
+class _OrderRow:
+    """An order as a refund sees it; the running totals change as refunds apply."""
+
+    id: int
+    external_id: str
+    brand_id: int
+    profile_id: int | None
+    ordered_at: datetime
+    paid_total: int
+    points_earned: int
+    points_used: int
+    refunded_amount: int
+    points_clawed_back: int
+    points_restored: int
+    lines: dict[int, _LineRow]
+
+
+class RefundBatch:
+    """Applies refunds inside one WorkingSet.
+
+    Stored refunds, the orders refunded (locked on PostgreSQL, in id order) with their
+    lines, and their owners are read up front in a few queries; each refund then updates
+    the orders' running totals in memory, and the flush writes them.
+    """
+
+    def __init__(self, ws: WorkingSet, refunds: Sequence[RefundInput]) -> None:
+        self.ws = ws
+        self.touched = False
+        ref = ws.ref
+        self.stored: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        wanted: dict[int, set[str]] = {}
+        for r in refunds:
+            if r.channel in ref.channels:
+                wanted.setdefault(ref.channels[r.channel].id, set()).add(r.external_id)
+        for channel_id, external_ids in wanted.items():
+            for chunk in chunks(sorted(external_ids), 2000):
+                for row in ws.conn.execute(
+                    select(
+                        t.refunds.c.external_id,
+                        t.refunds.c.fingerprint,
+                        t.refunds.c.payload,
+                        t.refunds.c.result,
+                    ).where(
+                        t.refunds.c.channel_id == channel_id, t.refunds.c.external_id.in_(chunk)
+                    )
+                ):
+                    self.stored[(channel_id, row.external_id)] = (
+                        row.fingerprint,
+                        row.payload,
+                        row.result,
+                    )
+        self.orders: dict[tuple[int, str], _OrderRow] = {}
+        targets: dict[int, set[str]] = {}
+        for r in refunds:
+            order_ch = ref.channels.get(r.order_channel or r.channel)
+            if order_ch is not None:
+                targets.setdefault(order_ch.id, set()).add(r.order_external_id)
+        o = t.orders
+        by_id: dict[int, _OrderRow] = {}
+        for channel_id, external_ids in targets.items():
+            for chunk in chunks(sorted(external_ids), 2000):
+                query = (
+                    select(
+                        o.c.id,
+                        o.c.external_id,
+                        o.c.brand_id,
+                        o.c.profile_id,
+                        o.c.ordered_at,
+                        o.c.paid_total,
+                        o.c.points_earned,
+                        o.c.points_used,
+                        o.c.refunded_amount,
+                        o.c.points_clawed_back,
+                        o.c.points_restored,
+                    )
+                    .where(o.c.channel_id == channel_id, o.c.external_id.in_(chunk))
+                    .order_by(o.c.id)
+                )
+                if ws.postgres:
+                    query = query.with_for_update()
+                for found in ws.conn.execute(query):
+                    values: tuple[Any, ...] = (*found, {})
+                    order = _OrderRow(*values)
+                    self.orders[(channel_id, order.external_id)] = order
+                    by_id[order.id] = order
+        for chunk in chunks(sorted(by_id), 2000):
+            ol = t.order_lines
+            for line in ws.conn.execute(
+                select(
+                    ol.c.order_id,
+                    ol.c.id,
+                    ol.c.line_no,
+                    ol.c.quantity,
+                    ol.c.paid_amount,
+                    ol.c.refunded_quantity,
+                    ol.c.refunded_amount,
+                ).where(ol.c.order_id.in_(chunk))
+            ):
+                line_values: tuple[Any, ...] = tuple(line)[1:]
+                by_id[line.order_id].lines[line.line_no] = _LineRow(*line_values)
+        ws.load_profiles(
+            (order.profile_id for order in by_id.values() if order.profile_id is not None),
+            lock=True,
         )
-    ).first()
-    if stored is not None:
-        if stored.fingerprint == fp:
-            return {**stored.result, "replayed": True}
-        raise IdempotencyConflict(
-            f"refund {refund.channel}/{refund.external_id}", differences(stored.payload, canonical)
+
+    def apply(self, refund: RefundInput, *, actor: str) -> dict[str, Any]:
+        """Apply one refund. Until ``touched`` turns true nothing has changed."""
+        self.touched = False
+        ws, ref = self.ws, self.ws.ref
+        require_aware(refund.refunded_at, "refunded_at")
+        channel = ref.channels.get(refund.channel)
+        if channel is None:
+            raise ValidationFailed(f"unknown channel {refund.channel!r}", field="channel")
+        canonical = canonical_refund(refund)
+        fp = fingerprint(canonical)
+        stored = self.stored.get((channel.id, refund.external_id))
+        if stored is not None:
+            if stored[0] == fp:
+                return {**stored[2], "replayed": True}
+            raise IdempotencyConflict(
+                f"refund {refund.channel}/{refund.external_id}", differences(stored[1], canonical)
+            )
+        order_channel = refund.order_channel or refund.channel
+        order_ch = ref.channels.get(order_channel)
+        if order_ch is None:
+            raise ValidationFailed(f"unknown channel {order_channel!r}", field="order_channel")
+        order = self.orders.get((order_ch.id, refund.order_external_id))
+        if order is None:
+            raise ValidationFailed(
+                f"no order {order_ch.code}/{refund.order_external_id} to refund",
+                field="order_external_id",
+            )
+        validate_refund(
+            refund,
+            [
+                LineState(
+                    x.line_no, x.quantity, x.paid_amount, x.refunded_quantity, x.refunded_amount
+                )
+                for x in order.lines.values()
+            ],
         )
-    order_ch = ref.channels.get(order_channel or refund.channel)
-    if order_ch is None:
-        raise ValidationFailed(f"unknown channel {order_channel!r}", field="order_channel")
-    query = select(t.orders).where(
-        t.orders.c.channel_id == order_ch.id, t.orders.c.external_id == refund.order_external_id
-    )
-    if ws.postgres:
-        query = query.with_for_update()
-    order = ws.conn.execute(query).first()
-    if order is None:
-        raise ValidationFailed(
-            f"no order {order_ch.code}/{refund.order_external_id} to refund",
-            field="order_external_id",
+        self.touched = True
+        refunded = order.refunded_amount + refund.amount
+        clawback = (
+            proportional_share(order.points_earned, refunded, order.paid_total)
+            - order.points_clawed_back
         )
-    if order.profile_id is not None:
-        ws.lock_profiles([order.profile_id])
-    lines = ws.conn.execute(select(t.order_lines).where(t.order_lines.c.order_id == order.id)).all()
-    validate_refund(
-        refund,
-        [
-            LineState(r.line_no, r.quantity, r.paid_amount, r.refunded_quantity, r.refunded_amount)
-            for r in lines
-        ],
-    )
-    refunded = order.refunded_amount + refund.amount
-    clawback = (
-        proportional_share(order.points_earned, refunded, order.paid_total)
-        - order.points_clawed_back
-    )
-    restore = (
-        proportional_share(order.points_used, refunded, order.paid_total) - order.points_restored
-    )
-    refund_id = ws.ids.one(t.refunds)
-    program: ProgramConfig = ref.programs[ref.brands_by_id[order.brand_id].program_id]
-    profile = ws.profile(order.profile_id) if order.profile_id is not None else None
-    membership = profile.memberships.get(program.id) if profile else None
-    trigger = (
-        f"refund {refund.channel}/{refund.external_id} of order {order_ch.code}/{order.external_id}"
-    )
-    if membership is not None:
-        if program.tier_policy.metric is TierMetric.SPEND:
-            ws.contribute(
-                membership, program, local_date(order.ordered_at, program), -refund.amount
-            )
-        elif clawback:
-            ws.contribute(membership, program, local_date(refund.refunded_at, program), -clawback)
-        ledger = ws.ledger(membership, complete=bool(clawback or restore))
-        if clawback > 0:
-            ledger.claw_back(
-                points=clawback,
-                as_of=refund.refunded_at,
-                policy=program.clawback_policy,
-                reason=f"clawed back: {trigger}",
-                actor=actor,
-                order_id=order.id,
-                refund_id=refund_id,
-            )
-        if restore > 0:
-            ledger.earn(
-                points=restore,
-                earned_at=refund.refunded_at,
-                available_at=refund.refunded_at,
-                expires_at=_restored_expiry(ws, order.id, program, refund.refunded_at),
-                reason=f"points payment returned: {trigger}",
-                actor=actor,
-                kind=EntryKind.RESTORE,
-                order_id=order.id,
-                refund_id=refund_id,
-            )
-    result = {
-        "refund_id": refund_id,
-        "order_id": order.id,
-        "channel": refund.channel,
-        "external_id": refund.external_id,
-        "amount": refund.amount,
-        "points_clawed_back": clawback,
-        "points_restored": restore,
-        "member_id": order.profile_id,
-        "replayed": False,
-    }
-    ws.add(
-        t.refunds,
-        {
-            "id": refund_id,
-            "channel_id": channel.id,
-            "external_id": refund.external_id,
+        restore = (
+            proportional_share(order.points_used, refunded, order.paid_total)
+            - order.points_restored
+        )
+        refund_id = ws.ids.one(t.refunds)
+        program: ProgramConfig = ref.programs[ref.brands_by_id[order.brand_id].program_id]
+        profile = ws.profile(order.profile_id) if order.profile_id is not None else None
+        membership = profile.memberships.get(program.id) if profile else None
+        trigger = (
+            f"refund {refund.channel}/{refund.external_id}"
+            f" of order {order_ch.code}/{order.external_id}"
+        )
+        if membership is not None:
+            if program.tier_policy.metric is TierMetric.SPEND:
+                ws.contribute(
+                    membership, program, local_date(order.ordered_at, program), -refund.amount
+                )
+            elif clawback:
+                ws.contribute(
+                    membership, program, local_date(refund.refunded_at, program), -clawback
+                )
+            ledger = ws.ledger(membership, complete=bool(clawback or restore))
+            if clawback > 0:
+                ledger.claw_back(
+                    points=clawback,
+                    as_of=refund.refunded_at,
+                    policy=program.clawback_policy,
+                    reason=f"clawed back: {trigger}",
+                    actor=actor,
+                    order_id=order.id,
+                    refund_id=refund_id,
+                )
+            if restore > 0:
+                ledger.earn(
+                    points=restore,
+                    earned_at=refund.refunded_at,
+                    available_at=refund.refunded_at,
+                    expires_at=_restored_expiry(ws, order.id, program, refund.refunded_at),
+                    reason=f"points payment returned: {trigger}",
+                    actor=actor,
+                    kind=EntryKind.RESTORE,
+                    order_id=order.id,
+                    refund_id=refund_id,
+                )
+        result = {
+            "refund_id": refund_id,
             "order_id": order.id,
-            "refunded_at": refund.refunded_at,
+            "channel": refund.channel,
+            "external_id": refund.external_id,
             "amount": refund.amount,
             "points_clawed_back": clawback,
             "points_restored": restore,
-            "fingerprint": fp,
-            "payload": canonical,
-            "result": result,
-            "received_at": ws.now,
-        },
-    )
-    by_no = {r.line_no: r for r in lines}
-    for rl in refund.lines:
+            "member_id": order.profile_id,
+            "replayed": False,
+        }
         ws.add(
-            t.refund_lines,
+            t.refunds,
             {
-                "refund_id": refund_id,
-                "line_no": rl.line_no,
-                "quantity": rl.quantity,
-                "amount": rl.amount,
-            },
-        )
-        ws.conn.execute(
-            update(t.order_lines)
-            .where(t.order_lines.c.id == by_no[rl.line_no].id)
-            .values(
-                refunded_quantity=t.order_lines.c.refunded_quantity + rl.quantity,
-                refunded_amount=t.order_lines.c.refunded_amount + rl.amount,
-            )
-        )
-    ws.conn.execute(
-        update(t.orders)
-        .where(t.orders.c.id == order.id)
-        .values(
-            refunded_amount=t.orders.c.refunded_amount + refund.amount,
-            points_clawed_back=t.orders.c.points_clawed_back + clawback,
-            points_restored=t.orders.c.points_restored + restore,
-        )
-    )
-    if order.profile_id is not None:
-        ws.history(
-            order.profile_id,
-            HistoryKind.ORDER_REFUNDED,
-            f"{refund.channel} refund {refund.external_id}: {refund.amount}",
-            {
-                "refund_id": refund_id,
+                "id": refund_id,
+                "channel_id": channel.id,
+                "external_id": refund.external_id,
                 "order_id": order.id,
+                "refunded_at": refund.refunded_at,
                 "amount": refund.amount,
                 "points_clawed_back": clawback,
                 "points_restored": restore,
+                "fingerprint": fp,
+                "payload": canonical,
+                "result": result,
+                "received_at": ws.now,
             },
-            actor=actor,
-            at=refund.refunded_at,
         )
-    return result
+        for rl in refund.lines:
+            line = order.lines[rl.line_no]
+            line.refunded_quantity += rl.quantity
+            line.refunded_amount += rl.amount
+            ws.add(
+                t.refund_lines,
+                {
+                    "refund_id": refund_id,
+                    "line_no": rl.line_no,
+                    "quantity": rl.quantity,
+                    "amount": rl.amount,
+                },
+            )
+            ws.set_values(
+                t.order_lines,
+                ("refunded_quantity", "refunded_amount"),
+                line.id,
+                (line.refunded_quantity, line.refunded_amount),
+            )
+        order.refunded_amount = refunded
+        order.points_clawed_back += clawback
+        order.points_restored += restore
+        ws.set_values(
+            t.orders,
+            ("refunded_amount", "points_clawed_back", "points_restored"),
+            order.id,
+            (order.refunded_amount, order.points_clawed_back, order.points_restored),
+        )
+        if order.profile_id is not None:
+            ws.history(
+                order.profile_id,
+                HistoryKind.ORDER_REFUNDED,
+                f"{refund.channel} refund {refund.external_id}: {refund.amount}",
+                {
+                    "refund_id": refund_id,
+                    "order_id": order.id,
+                    "amount": refund.amount,
+                    "points_clawed_back": clawback,
+                    "points_restored": restore,
+                },
+                actor=actor,
+                at=refund.refunded_at,
+            )
+        self.stored[(channel.id, refund.external_id)] = (fp, canonical, result)
+        return result
 
 
 def _restored_expiry(
@@ -596,22 +702,17 @@ def _restored_expiry(
     return latest
 
 
-def ingest_refund(
-    platform: Platform, refund: RefundInput, *, actor: str, order_channel: str | None = None
-) -> dict[str, Any]:
-    return run(
-        platform, lambda ws: apply_refund(ws, refund, actor=actor, order_channel=order_channel)
-    )
+def ingest_refund(platform: Platform, refund: RefundInput, *, actor: str) -> dict[str, Any]:
+    return run(platform, lambda ws: RefundBatch(ws, [refund]).apply(refund, actor=actor))
 
 
 def ingest_refunds(
-    platform: Platform, refunds: Sequence[tuple[RefundInput, str | None]], *, actor: str
+    platform: Platform, refunds: Sequence[RefundInput], *, actor: str
 ) -> list[dict[str, Any] | QuanyuError]:
     def apply(
-        ws: WorkingSet, items: list[tuple[int, tuple[RefundInput, str | None]]]
+        ws: WorkingSet, items: list[tuple[int, RefundInput]]
     ) -> list[dict[str, Any] | QuanyuError]:
-        return apply_each(
-            items, lambda item: apply_refund(ws, item[0], actor=actor, order_channel=item[1])
-        )
+        batch = RefundBatch(ws, [r for _, r in items])
+        return apply_each(items, lambda r: batch.apply(r, actor=actor), lambda: batch.touched)
 
     return run_batch(platform, len(refunds), lambda i: refunds[i], apply)

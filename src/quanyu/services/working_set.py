@@ -118,12 +118,14 @@ class WorkingSet:
         self.postgres = conn.dialect.name == "postgresql"
         self.ids = IdAllocator(conn, id_blocks)
         self.owners: dict[IdentityKey, int | None] = {}
+        self._keys_of: dict[int, list[IdentityKey]] = {}  # the reverse of ``owners``
         self.profiles: dict[int, ProfileState] = {}
         self.ledgers: dict[int, LedgerState] = {}
         self.contributions: dict[int, tuple[date, list[tuple[date, int]]]] = {}
         self.locked: set[int] = set()
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._lot_updates: dict[int, Lot] = {}
+        self._updates: dict[tuple[Table, tuple[str, ...]], dict[int, tuple[Any, ...]]] = {}
         self._dirty: dict[int, MembershipState] = {}
         self._new_memberships: list[MembershipState] = []
         self.new_profile_rows: dict[int, dict[str, Any]] = {}
@@ -132,6 +134,17 @@ class WorkingSet:
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
         self._rows.setdefault(table.name, []).append(row)
+
+    def own(self, key: IdentityKey, profile_id: int) -> None:
+        """Record that ``key`` belongs to ``profile_id``."""
+        self.owners[key] = profile_id
+        self._keys_of.setdefault(profile_id, []).append(key)
+
+    def set_values(
+        self, table: Table, columns: tuple[str, ...], row_id: int, values: tuple[Any, ...]
+    ) -> None:
+        """Buffer an update of ``columns`` on one stored row; the last values win."""
+        self._updates.setdefault((table, columns), {})[row_id] = values
 
     def history(
         self,
@@ -165,7 +178,7 @@ class WorkingSet:
         if not self.postgres:  # SQLite: BEGIN IMMEDIATE already holds the database lock
             self.locked.update(wanted)
             return
-        for chunk in _chunks(wanted, 5000):
+        for chunk in chunks(wanted, 5000):
             rows = self.conn.execute(
                 select(t.profiles.c.id, t.profiles.c.status)
                 .where(t.profiles.c.id.in_(chunk))
@@ -189,7 +202,7 @@ class WorkingSet:
         if not wanted:
             return
         p, m = t.profiles, t.memberships
-        for chunk in _chunks(wanted, 5000):
+        for chunk in chunks(wanted, 5000):
             query = (
                 select(
                     p.c.id,
@@ -254,7 +267,7 @@ class WorkingSet:
         ident = t.identities
         for (type_, namespace), by_value in groups.items():
             values = sorted(by_value)
-            for chunk in _chunks(values, 2000):
+            for chunk in chunks(values, 2000):
                 rows = self.conn.execute(
                     select(ident.c.value, ident.c.profile_id).where(
                         ident.c.type == type_,
@@ -263,7 +276,7 @@ class WorkingSet:
                     )
                 )
                 for r in rows:
-                    self.owners[by_value[r.value]] = r.profile_id
+                    self.own(by_value[r.value], r.profile_id)
                     found.add(r.profile_id)
         self.load_profiles(found, lock=True)
 
@@ -365,7 +378,7 @@ class WorkingSet:
                     at=at,
                 )
         for key in plan.new_keys:
-            self.owners[key] = profile.id
+            self.own(key, profile.id)
             self.add(
                 t.identities,
                 {
@@ -482,7 +495,7 @@ class WorkingSet:
             if any(self.contributions.get(m.id) is not None for m in group):
                 self.flush()
             found: dict[int, list[tuple[date, int]]] = {m.profile_id: [] for m in group}
-            for chunk in _chunks(sorted(found), 5000):
+            for chunk in chunks(sorted(found), 5000):
                 rows = self.conn.execute(
                     select(
                         t.orders.c.profile_id,
@@ -650,7 +663,9 @@ class WorkingSet:
             # The merge was written straight to the store: forget both profiles so the
             # next absorbed profile is merged into the survivor as it now stands.
             self._forget([survivor_id, absorbed_id])
-        self.owners = {k: v for k, v in self.owners.items() if v not in absorbed_ids}
+        for absorbed_id in absorbed_ids:  # their identities now load as the survivor's
+            for key in self._keys_of.pop(absorbed_id, ()):
+                self.owners.pop(key, None)
         self.load_profiles([survivor_id])
         survivor = self.profiles[survivor_id]
         for membership in survivor.memberships.values():
@@ -855,6 +870,9 @@ class WorkingSet:
                     [(lot.remaining, lot.id) for lot in self._lot_updates.values()],
                 )
                 self._lot_updates.clear()
+            for (table, columns), by_id in self._updates.items():
+                writer.update(table, columns, [(*values, i) for i, values in by_id.items()])
+            self._updates.clear()
             if dirty:
                 writer.update(
                     t.memberships,
@@ -998,6 +1016,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -89,5 +89,5 @@ def post_orders(body: BatchIn, p: PlatformDep, actor: ActorDep) -> BatchOut:
 def post_refunds(body: BatchIn, p: PlatformDep, actor: ActorDep) -> BatchOut:
     return _batch(
         _parse(RefundIn, body.items),
-        lambda good: orders.ingest_refunds(p, [(x.to_domain(), None) for x in good], actor=actor),
+        lambda good: orders.ingest_refunds(p, [x.to_domain() for x in good], actor=actor),
     )
