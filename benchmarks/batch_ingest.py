@@ -1,8 +1,10 @@
 """Batch ingestion throughput: orders through the batch service (one transaction per
 batch), and through ``POST /api/v1/orders/batch``, in order lines per second.
 
-Baseline, in the same run: the same order lines written by a plain driver-level
-executemany into a bare table, which is the floor cost of storing them at all.
+Baselines, in the same run: the same order lines written by a plain driver-level
+executemany into a bare table, which is the floor cost of storing them at all; and the
+storage floor (benchmarks/storage_floor.py): every row the service wrote, written
+again into the real schema with the fastest plain driver path.
 
     uv run python -m benchmarks.batch_ingest --backend sqlite --orders 60000
 """
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from benchmarks.common import fresh_database, machine, order_input, orders, seed_brand
+from benchmarks.storage_floor import high_water, storage_floor_seconds
 from quanyu.entrypoints.api.app import create_app
 from quanyu.services.orders import ingest_orders
 from quanyu.services.uow import Platform
@@ -56,11 +59,13 @@ def main() -> None:
     inputs = [order_input(d) for d in data]
     line_count = sum(len(d["lines"]) for d in data)
 
+    before = high_water(platform.engine)
     t0 = time.perf_counter()
     for i in range(0, len(inputs), args.batch):
         results = ingest_orders(platform, inputs[i : i + args.batch], actor="bench")
         assert all(isinstance(r, dict) for r in results)
     service_s = time.perf_counter() - t0
+    floor_s = storage_floor_seconds(platform.engine, fresh_database(args.backend, "floor"), before)
 
     http_orders = list(orders(args.orders // 4, prefix="H", seed=2))
     client = TestClient(create_app(platform))
@@ -92,6 +97,8 @@ def main() -> None:
                 "service_orders_per_s": round(args.orders / service_s),
                 "http_batch_lines_per_s": round(http_lines / http_s),
                 "raw_insert_lines_per_s": round(line_count / raw_s),
+                "storage_floor_lines_per_s": round(line_count / floor_s),
+                "ratio_to_storage_floor": round(service_rate / (line_count / floor_s), 4),
                 "ratio_to_raw_insert": round(service_rate / (line_count / raw_s), 4),
                 "machine": machine(),
             },

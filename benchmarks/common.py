@@ -40,19 +40,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {pyplatform.python_version()}"
 
 
-def fresh_database(backend: str) -> str:
+def fresh_database(backend: str, name: str = "bench") -> str:
     """A brand-new empty database URL for ``backend`` (sqlite or postgres)."""
     OUT.mkdir(exist_ok=True)
     if backend == "sqlite":
-        path = OUT / "bench.db"
+        path = OUT / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return f"sqlite:///{path}"
+    database = PG_BENCH_DB if name == "bench" else f"{PG_BENCH_DB}_{name}"
     admin = PG_ADMIN.replace("postgresql://", "postgresql://", 1)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
-    return admin.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
+    return admin.rsplit("/", 1)[0] + f"/{database}"
 
 
 STORES = 40
