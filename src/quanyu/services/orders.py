@@ -12,12 +12,12 @@ the batch is run again without it, so no half-applied item is ever stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.reference import BrandRef, ProgramConfig, ReferenceData
@@ -90,6 +90,41 @@ def _brand_for(ref: ReferenceData, order: OrderInput, store_brand: int | None) -
     raise ValidationFailed("brand is required when the order names no store", field="brand")
 
 
+Stored = tuple[str, dict[str, Any], dict[str, Any]]  # fingerprint, payload, first result
+
+
+def load_stored(
+    ws: WorkingSet, table: Table, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], Stored]:
+    """What is already stored under these (channel id, external id) keys in ``table``
+    (orders or refunds), a few queries per channel."""
+    by_channel: dict[int, set[str]] = {}
+    for channel_id, external_id in keys:
+        by_channel.setdefault(channel_id, set()).add(external_id)
+    out: dict[tuple[int, str], Stored] = {}
+    for channel_id, external_ids in by_channel.items():
+        for chunk in chunks(sorted(external_ids), 2000):
+            for r in ws.conn.execute(
+                select(
+                    table.c.external_id, table.c.fingerprint, table.c.payload, table.c.result
+                ).where(table.c.channel_id == channel_id, table.c.external_id.in_(chunk))
+            ):
+                out[(channel_id, r.external_id)] = (r.fingerprint, r.payload, r.result)
+    return out
+
+
+def replay(
+    stored: Stored | None, fp: str, canonical: dict[str, Any], what: str
+) -> dict[str, Any] | None:
+    """The first result again if ``stored`` holds this very payload; None if nothing is
+    stored; IdempotencyConflict naming the differences if another payload is."""
+    if stored is None:
+        return None
+    if stored[0] == fp:
+        return {**stored[2], "replayed": True}
+    raise IdempotencyConflict(what, differences(stored[1], canonical))
+
+
 class OrderBatch:
     """Applies prepared orders inside one WorkingSet."""
 
@@ -97,35 +132,15 @@ class OrderBatch:
         self.ws = ws
         self.actor = actor
         ref = ws.ref
-        keys = {
-            (ref.channels[p.order.channel].id, p.order.external_id)
-            for p in items
-            if p.order.channel in ref.channels
-        }
-        self.stored: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
-        by_channel: dict[int, list[str]] = {}
-        for channel_id, external_id in sorted(keys):
-            by_channel.setdefault(channel_id, []).append(external_id)
-        for channel_id, external_ids in by_channel.items():
-            for i in range(0, len(external_ids), 2000):
-                rows = ws.conn.execute(
-                    select(
-                        t.orders.c.channel_id,
-                        t.orders.c.external_id,
-                        t.orders.c.fingerprint,
-                        t.orders.c.payload,
-                        t.orders.c.result,
-                    ).where(
-                        t.orders.c.channel_id == channel_id,
-                        t.orders.c.external_id.in_(external_ids[i : i + 2000]),
-                    )
-                )
-                for r in rows:
-                    self.stored[(r.channel_id, r.external_id)] = (
-                        r.fingerprint,
-                        r.payload,
-                        r.result,
-                    )
+        self.stored = load_stored(
+            ws,
+            t.orders,
+            (
+                (ref.channels[p.order.channel].id, p.order.external_id)
+                for p in items
+                if p.order.channel in ref.channels
+            ),
+        )
         skus = sorted({line.sku for p in items for line in p.order.lines if line.category is None})
         self.categories: dict[str, str] = {}
         for i in range(0, len(skus), 5000):
@@ -161,13 +176,14 @@ class OrderBatch:
         channel = ref.channels.get(order.channel)
         if channel is None:
             raise ValidationFailed(f"unknown channel {order.channel!r}", field="channel")
-        stored = self.stored.get((channel.id, order.external_id))
-        if stored is not None:
-            if stored[0] == item.fingerprint:
-                return {**stored[2], "replayed": True}
-            raise IdempotencyConflict(
-                f"order {order.channel}/{order.external_id}", differences(stored[1], item.canonical)
-            )
+        replayed = replay(
+            self.stored.get((channel.id, order.external_id)),
+            item.fingerprint,
+            item.canonical,
+            f"order {order.channel}/{order.external_id}",
+        )
+        if replayed is not None:
+            return replayed
         if order.ordered_at > ws.now + FUTURE_ALLOWANCE:
             raise ValidationFailed("ordered_at is in the future", field="ordered_at")
         store = ref.stores.get(order.store) if order.store else None
@@ -444,28 +460,15 @@ class RefundBatch:
         self.ws = ws
         self.touched = False
         ref = ws.ref
-        self.stored: dict[tuple[int, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
-        wanted: dict[int, set[str]] = {}
-        for r in refunds:
-            if r.channel in ref.channels:
-                wanted.setdefault(ref.channels[r.channel].id, set()).add(r.external_id)
-        for channel_id, external_ids in wanted.items():
-            for chunk in chunks(sorted(external_ids), 2000):
-                for row in ws.conn.execute(
-                    select(
-                        t.refunds.c.external_id,
-                        t.refunds.c.fingerprint,
-                        t.refunds.c.payload,
-                        t.refunds.c.result,
-                    ).where(
-                        t.refunds.c.channel_id == channel_id, t.refunds.c.external_id.in_(chunk)
-                    )
-                ):
-                    self.stored[(channel_id, row.external_id)] = (
-                        row.fingerprint,
-                        row.payload,
-                        row.result,
-                    )
+        self.stored = load_stored(
+            ws,
+            t.refunds,
+            (
+                (ref.channels[r.channel].id, r.external_id)
+                for r in refunds
+                if r.channel in ref.channels
+            ),
+        )
         self.orders: dict[tuple[int, str], _OrderRow] = {}
         targets: dict[int, set[str]] = {}
         for r in refunds:
@@ -530,13 +533,14 @@ class RefundBatch:
             raise ValidationFailed(f"unknown channel {refund.channel!r}", field="channel")
         canonical = canonical_refund(refund)
         fp = fingerprint(canonical)
-        stored = self.stored.get((channel.id, refund.external_id))
-        if stored is not None:
-            if stored[0] == fp:
-                return {**stored[2], "replayed": True}
-            raise IdempotencyConflict(
-                f"refund {refund.channel}/{refund.external_id}", differences(stored[1], canonical)
-            )
+        replayed = replay(
+            self.stored.get((channel.id, refund.external_id)),
+            fp,
+            canonical,
+            f"refund {refund.channel}/{refund.external_id}",
+        )
+        if replayed is not None:
+            return replayed
         order_channel = refund.order_channel or refund.channel
         order_ch = ref.channels.get(order_channel)
         if order_ch is None:
