@@ -18,22 +18,9 @@ from sqlalchemy import Engine, Table, func, select
 from quanyu.adapters import tables as t
 from quanyu.adapters.db import make_engine
 from quanyu.adapters.migrate import upgrade
+from quanyu.services.working_set import FLUSHED_TABLES
 
-INGESTION_TABLES = (
-    t.profiles,
-    t.identities,
-    t.memberships,
-    t.orders,
-    t.order_lines,
-    t.payments,
-    t.refunds,
-    t.refund_lines,
-    t.points_lots,
-    t.points_entries,
-    t.points_allocations,
-    t.tier_changes,
-    t.history,
-)
+INGESTION_TABLES = FLUSHED_TABLES  # every table an ingestion run writes rows into
 
 
 def high_water(engine: Engine) -> dict[str, int]:

@@ -92,9 +92,11 @@ def _fast_mobile(raw: str, default_region: str) -> str | None:
 @functools.lru_cache(maxsize=262_144)
 def _e164(raw: str, default_region: str) -> str | None:
     """Parsing is costly and the same numbers recur across orders: cache the answers."""
-    fast = _fast_mobile(raw, default_region)
-    if fast is not None:
-        return fast
+    return _fast_mobile(raw, default_region) or parse_e164(raw, default_region)
+
+
+def parse_e164(raw: str, default_region: str) -> str | None:
+    """The E.164 form by phonenumbers' full parser and validation, or None."""
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:

@@ -101,6 +101,24 @@ def expiry_for(program: ProgramConfig, earned_at: datetime) -> datetime | None:
     return datetime.combine(date(year, 1, 1), time(0), program.tz).astimezone(UTC)
 
 
+# The tables a flush inserts into, parents before children.
+FLUSHED_TABLES = (
+    t.profiles,
+    t.identities,
+    t.memberships,
+    t.orders,
+    t.order_lines,
+    t.payments,
+    t.refunds,
+    t.refund_lines,
+    t.points_lots,
+    t.points_entries,
+    t.points_allocations,
+    t.tier_changes,
+    t.history,
+)
+
+
 class WorkingSet:
     def __init__(
         self,
@@ -452,14 +470,12 @@ class WorkingSet:
         buffering the change it describes.
         """
         cached = self.contributions.get(membership.id)
-        if program.tier_policy.metric is TierMetric.SPEND:
-            if cached is None or cached[0] > since:
-                self.preload_contributions([membership], since)
-                return self.contributions[membership.id][1]
+        if cached is not None and cached[0] <= since:
             return cached[1]
+        if program.tier_policy.metric is TierMetric.SPEND:
+            self.preload_contributions([membership], since)
+            return self.contributions[membership.id][1]
         if cached is not None:
-            if cached[0] <= since:
-                return cached[1]
             self.flush()
         start = datetime.combine(since, time(0), program.tz).astimezone(UTC)
         # Through the order: orders move with a merge, points entries stay put.
@@ -845,21 +861,7 @@ class WorkingSet:
         self._dirty.clear()
         largest = max([len(rows) for rows in self._rows.values()] + [len(self._lot_updates)])
         with BulkWriter(self.conn, largest=largest) as writer:
-            for table in (
-                t.profiles,
-                t.identities,
-                t.memberships,
-                t.orders,
-                t.order_lines,
-                t.payments,
-                t.refunds,
-                t.refund_lines,
-                t.points_lots,
-                t.points_entries,
-                t.points_allocations,
-                t.tier_changes,
-                t.history,
-            ):
+            for table in FLUSHED_TABLES:
                 rows = self._rows.pop(table.name, None)
                 if rows:
                     writer.insert(table, rows)
