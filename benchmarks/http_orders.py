@@ -5,6 +5,10 @@ request each from C concurrent keep-alive clients, and reports orders/s with p50
 latency. On PostgreSQL, ``pgbench -c 8 -j 2 -T 30`` runs against the same server in the
 same run, and the result is given as a ratio of its TPS.
 
+The load comes from wrk (Debian package ``wrk``; a C load generator, as pgbench is a C
+client) with ``benchmarks/wrk_orders.lua``, or, with ``--loader python`` or when wrk is
+not installed, from Python threads, which take a share of the same two cores.
+
     uv run python -m benchmarks.http_orders --backend postgres --seconds 30
 """
 
@@ -15,6 +19,8 @@ import http.client
 import json
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,6 +74,51 @@ def load(seconds: float, clients: int, tag: str = "C") -> tuple[int, list[float]
     return len(flat), flat, sum(errors)
 
 
+LUA = os.path.join(os.path.dirname(__file__), "wrk_orders.lua")
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk_load(
+    seconds: float, clients: int, *, tag: str = "C", path: str = "/api/v1/orders"
+) -> dict[str, float]:
+    """Run wrk against the server; orders/s, p50 and p99 in ms, and non-2xx responses."""
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{clients}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            LUA,
+            f"http://127.0.0.1:{PORT}",
+            "--",
+            tag,
+            path,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    out = done.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rate": rate,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": float(bad.group(1)) if bad else 0.0,
+        "socket_errors": 1.0 if errors else 0.0,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
@@ -76,6 +127,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench baseline")
+    parser.add_argument("--loader", choices=["wrk", "python"], default=None)
     args = parser.parse_args()
 
     url = fresh_database(args.backend)
@@ -84,10 +136,9 @@ def main() -> None:
     server = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "uvicorn",
-            "quanyu.entrypoints.api.app:app_from_env",
-            "--factory",
+            "-c",
+            "from quanyu.entrypoints.cli import main; main()",
+            "serve",
             "--port",
             str(PORT),
             "--workers",
@@ -98,26 +149,40 @@ def main() -> None:
         ],
         env=env,
     )
+    loader = args.loader or ("wrk" if shutil.which("wrk") else "python")
     try:
         wait_ready(PORT)
-        load(3, args.clients, tag="W")  # warm up
-        count, latencies, errors = load(args.seconds, args.clients)
+        if loader == "wrk":
+            wrk_load(3, args.clients, tag="W")  # warm up
+            measured = wrk_load(args.seconds, args.clients)
+            rate, p50, p99, errors = (
+                measured["rate"],
+                measured["p50_ms"],
+                measured["p99_ms"],
+                int(measured["errors"]),
+            )
+            count = round(rate * args.seconds)
+        else:
+            load(3, args.clients, tag="W")  # warm up
+            count, latencies, errors = load(args.seconds, args.clients)
+            rate = count / args.seconds
+            q = statistics.quantiles(latencies, n=100)
+            p50, p99 = q[49] * 1000, q[98] * 1000
     finally:
         server.terminate()
         server.wait(timeout=30)
-    rate = count / args.seconds
-    q = statistics.quantiles(latencies, n=100)
     result = {
         "benchmark": "http single-order ingestion",
         "backend": args.backend,
+        "loader": loader,
         "clients": args.clients,
         "workers": args.workers,
         "seconds": args.seconds,
         "orders": count,
         "errors": errors,
         "orders_per_s": round(rate, 1),
-        "p50_ms": round(q[49] * 1000, 2),
-        "p99_ms": round(q[98] * 1000, 2),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
         "machine": machine(),
     }
     if args.backend == "postgres" and not args.no_pgbench:

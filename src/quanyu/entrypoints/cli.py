@@ -103,18 +103,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
     """Serve the API (OpenAPI docs at /docs)."""
-    import uvicorn  # noqa: PLC0415
+    from quanyu.entrypoints.api import server  # noqa: PLC0415
 
     settings = Settings()
-    uvicorn.run(
-        "quanyu.entrypoints.api.app:app_from_env",
-        factory=True,
+    server.run(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers or settings.workers,
-        log_level="info",
+        log_level=log_level,
+        access_log=access_log,
     )
 
 
@@ -168,7 +169,7 @@ def demo(
     platform.engine.dispose()
     if serve_after:
         out.print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
-        serve(None, None, None)
+        serve(None, None, None, "info", True)
 
 
 @import_app.command("orders")
