@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, select
 
 from quanyu.adapters import tables as t
+from quanyu.adapters.reads import marks
 from quanyu.adapters.reference import BrandRef, ProgramConfig, ReferenceData
 from quanyu.domain.earn_rules import EarnLine, quote_points
 from quanyu.domain.errors import IdempotencyConflict, QuanyuError, ValidationFailed
@@ -104,12 +105,16 @@ def load_stored(
     out: dict[tuple[int, str], Stored] = {}
     for channel_id, external_ids in by_channel.items():
         for chunk in chunks(sorted(external_ids), 2000):
-            for r in ws.conn.execute(
-                select(
-                    table.c.external_id, table.c.fingerprint, table.c.payload, table.c.result
-                ).where(table.c.channel_id == channel_id, table.c.external_id.in_(chunk))
+            for external_id, fp, payload, result in ws.read.rows(
+                f"SELECT external_id, fingerprint, payload, result FROM {table.name} "
+                f"WHERE channel_id = %s AND external_id IN ({marks(len(chunk))})",
+                [channel_id, *chunk],
             ):
-                out[(channel_id, r.external_id)] = (r.fingerprint, r.payload, r.result)
+                out[(channel_id, external_id)] = (
+                    fp,
+                    ws.read.json(payload),
+                    ws.read.json(result),
+                )
     return out
 
 
@@ -143,13 +148,11 @@ class OrderBatch:
         )
         skus = sorted({line.sku for p in items for line in p.order.lines if line.category is None})
         self.categories: dict[str, str] = {}
-        for i in range(0, len(skus), 5000):
-            for p in ws.conn.execute(
-                select(t.products.c.sku, t.products.c.category).where(
-                    t.products.c.sku.in_(skus[i : i + 5000])
-                )
+        for chunk in chunks(skus, 5000):
+            for sku, category in ws.read.rows(
+                f"SELECT sku, category FROM products WHERE sku IN ({marks(len(chunk))})", chunk
             ):
-                self.categories[p.sku] = p.category
+                self.categories[sku] = category
         ws.preload_identities(k for p in items for k in p.keys)
         ws.ids.reserve(t.orders, len(items) - len(self.stored))
         if items:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Table, and_, func, or_, select, update
 from quanyu.adapters import tables as t
 from quanyu.adapters.bulk import BulkWriter
 from quanyu.adapters.ids import IdAllocator, SequenceBlocks
+from quanyu.adapters.reads import Reader, day, day_or_none, marks, utc
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.events import HistoryKind
@@ -135,6 +136,7 @@ class WorkingSet:
         self.default_region = default_region
         self.postgres = conn.dialect.name == "postgresql"
         self.ids = IdAllocator(conn, id_blocks)
+        self.read = Reader(conn)
         self.owners: dict[IdentityKey, int | None] = {}
         self._keys_of: dict[int, list[IdentityKey]] = {}  # the reverse of ``owners``
         self.profiles: dict[int, ProfileState] = {}
@@ -197,14 +199,13 @@ class WorkingSet:
             self.locked.update(wanted)
             return
         for chunk in chunks(wanted, 5000):
-            rows = self.conn.execute(
-                select(t.profiles.c.id, t.profiles.c.status)
-                .where(t.profiles.c.id.in_(chunk))
-                .order_by(t.profiles.c.id)
-                .with_for_update()
-            ).all()
-            self.locked.update(r.id for r in rows)
-            if any(r.status != "active" for r in rows):
+            rows = self.read.rows(
+                f"SELECT id, status FROM profiles WHERE id IN ({marks(len(chunk))}) "
+                "ORDER BY id FOR UPDATE",
+                chunk,
+            )
+            self.locked.update(r[0] for r in rows)
+            if any(r[1] != "active" for r in rows):
                 raise RetryTransaction("a profile was merged while the command ran")
 
     def load_profiles(self, ids: Iterable[int], *, lock: bool = False) -> None:
@@ -219,55 +220,41 @@ class WorkingSet:
         wanted = sorted(i for i in ids if i not in self.profiles)
         if not wanted:
             return
-        p, m = t.profiles, t.memberships
+        read = self.read
         for chunk in chunks(wanted, 5000):
-            query = (
-                select(
-                    p.c.id,
-                    p.c.created_at,
-                    p.c.name,
-                    p.c.birthday,
-                    p.c.gender,
-                    p.c.home_store_id,
-                    p.c.status,
-                    m.c.id.label("m_id"),
-                    m.c.program_id,
-                    m.c.member_no,
-                    m.c.registered_at,
-                    m.c.tier_code,
-                    m.c.tier_achieved_at,
-                    m.c.tier_review_on,
-                    m.c.debt_points,
-                    m.c.status.label("m_status"),
-                )
-                .outerjoin(m, m.c.profile_id == p.c.id)
-                .where(p.c.id.in_(chunk))
-                .order_by(p.c.id)
+            rows = read.rows(
+                "SELECT p.id, p.created_at, p.name, p.birthday, p.gender, p.home_store_id, "
+                "p.status, m.id, m.program_id, m.member_no, m.registered_at, m.tier_code, "
+                "m.tier_achieved_at, m.tier_review_on, m.debt_points, m.status "
+                "FROM profiles p LEFT OUTER JOIN memberships m ON m.profile_id = p.id "
+                f"WHERE p.id IN ({marks(len(chunk))}) ORDER BY p.id",
+                chunk,
             )
-            for r in self.conn.execute(query):
-                state = self.profiles.get(r.id)
+            for r in rows:
+                (pid, created_at, name, birthday, gender, home_store_id, status) = r[:7]
+                state = self.profiles.get(pid)
                 if state is None:
-                    state = self.profiles[r.id] = ProfileState(
-                        id=r.id,
-                        created_at=r.created_at,
-                        name=r.name,
-                        birthday=r.birthday,
-                        gender=r.gender,
-                        home_store_id=r.home_store_id,
-                        status=r.status,
+                    state = self.profiles[pid] = ProfileState(
+                        id=pid,
+                        created_at=utc(created_at),
+                        name=name,
+                        birthday=day_or_none(birthday),
+                        gender=gender,
+                        home_store_id=home_store_id,
+                        status=status,
                     )
-                if r.m_id is not None:
-                    state.memberships[r.program_id] = MembershipState(
-                        id=r.m_id,
-                        profile_id=r.id,
-                        program_id=r.program_id,
-                        member_no=r.member_no,
-                        registered_at=r.registered_at,
-                        tier_code=r.tier_code,
-                        tier_achieved_at=r.tier_achieved_at,
-                        tier_review_on=r.tier_review_on,
-                        debt=r.debt_points,
-                        status=r.m_status,
+                if r[7] is not None:
+                    state.memberships[r[8]] = MembershipState(
+                        id=r[7],
+                        profile_id=pid,
+                        program_id=r[8],
+                        member_no=r[9],
+                        registered_at=utc(r[10]),
+                        tier_code=r[11],
+                        tier_achieved_at=utc(r[12]),
+                        tier_review_on=day(r[13]),
+                        debt=r[14],
+                        status=r[15],
                     )
 
     def preload_identities(self, keys: Iterable[IdentityKey]) -> None:
@@ -282,20 +269,17 @@ class WorkingSet:
         for k in wanted:
             self.owners[k] = None
             groups.setdefault((k.type.value, k.namespace), {})[k.value] = k
-        ident = t.identities
         for (type_, namespace), by_value in groups.items():
             values = sorted(by_value)
             for chunk in chunks(values, 2000):
-                rows = self.conn.execute(
-                    select(ident.c.value, ident.c.profile_id).where(
-                        ident.c.type == type_,
-                        ident.c.namespace == namespace,
-                        ident.c.value.in_(chunk),
-                    )
+                rows = self.read.rows(
+                    "SELECT value, profile_id FROM identities WHERE type = %s "
+                    f"AND namespace = %s AND value IN ({marks(len(chunk))})",
+                    [type_, namespace, *chunk],
                 )
-                for r in rows:
-                    self.own(by_value[r.value], r.profile_id)
-                    found.add(r.profile_id)
+                for value, profile_id in rows:
+                    self.own(by_value[value], profile_id)
+                    found.add(profile_id)
         self.load_profiles(found, lock=True)
 
     def profile(self, profile_id: int) -> ProfileState:
@@ -511,20 +495,16 @@ class WorkingSet:
             if any(self.contributions.get(m.id) is not None for m in group):
                 self.flush()
             found: dict[int, list[tuple[date, int]]] = {m.profile_id: [] for m in group}
+            brands = sorted(program.brand_ids)
             for chunk in chunks(sorted(found), 5000):
-                rows = self.conn.execute(
-                    select(
-                        t.orders.c.profile_id,
-                        t.orders.c.ordered_at,
-                        t.orders.c.paid_total - t.orders.c.refunded_amount,
-                    ).where(
-                        t.orders.c.profile_id.in_(chunk),
-                        t.orders.c.brand_id.in_(sorted(program.brand_ids)),
-                        t.orders.c.ordered_at >= start,
-                    )
+                rows = self.read.rows(
+                    "SELECT profile_id, ordered_at, paid_total - refunded_amount FROM orders "
+                    f"WHERE profile_id IN ({marks(len(chunk))}) "
+                    f"AND brand_id IN ({marks(len(brands))}) AND ordered_at >= %s",
+                    [*chunk, *brands, self.read.utc_param(start)],
                 )
                 for r in rows:
-                    found[r[0]].append((local_date(r[1], program), int(r[2])))
+                    found[r[0]].append((local_date(utc(r[1]), program), int(r[2])))
             for m in group:
                 self.contributions[m.id] = (since, found[m.profile_id])
 

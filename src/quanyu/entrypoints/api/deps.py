@@ -8,13 +8,16 @@ from fastapi import Depends, Header, Path, Query, Request
 
 from quanyu.services.uow import Platform
 
+# Dependencies are ``async def`` so that FastAPI calls them on the event loop: a plain
+# ``def`` dependency costs each request a round trip through the thread pool.
 
-def platform(request: Request) -> Platform:
+
+async def platform(request: Request) -> Platform:
     p: Platform = request.app.state.platform
     return p
 
 
-def actor(x_quanyu_actor: Annotated[str | None, Header(max_length=190)] = None) -> str:
+async def actor(x_quanyu_actor: Annotated[str | None, Header(max_length=190)] = None) -> str:
     """Who is acting: the caller names itself until staff accounts and API keys arrive."""
     return f"api:{x_quanyu_actor}" if x_quanyu_actor else "api"
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from quanyu.domain.errors import QuanyuError, ValidationFailed
 from quanyu.entrypoints.api.deps import ActorDep, PlatformDep
@@ -26,21 +27,25 @@ router = APIRouter(tags=["orders"])
 M = TypeVar("M", bound=BaseModel)
 
 
+# The single-item routes are the hot path for POS and e-commerce connectors: they are
+# ``async def`` and hand the whole command to the thread pool once.
+
+
 @router.post("/orders", status_code=201, response_model=OrderResult)
-def post_order(
+async def post_order(
     body: OrderIn, p: PlatformDep, actor: ActorDep, response: Response
 ) -> dict[str, Any]:
-    result = orders.ingest_order(p, body.to_domain(), actor=actor)
+    result = await run_in_threadpool(orders.ingest_order, p, body.to_domain(), actor=actor)
     if result["replayed"]:
         response.status_code = 200
     return result
 
 
 @router.post("/refunds", status_code=201, response_model=RefundResult)
-def post_refund(
+async def post_refund(
     body: RefundIn, p: PlatformDep, actor: ActorDep, response: Response
 ) -> dict[str, Any]:
-    result = orders.ingest_refund(p, body.to_domain(), actor=actor)
+    result = await run_in_threadpool(orders.ingest_refund, p, body.to_domain(), actor=actor)
     if result["replayed"]:
         response.status_code = 200
     return result
