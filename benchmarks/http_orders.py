@@ -86,7 +86,12 @@ def _ms(text: str) -> float:
 
 
 def wrk_load(
-    seconds: float, clients: int, *, tag: str = "C", path: str = "/api/v1/orders"
+    seconds: float,
+    clients: int,
+    *,
+    tag: str = "C",
+    path: str = "/api/v1/orders",
+    method: str = "POST",
 ) -> dict[str, float]:
     """Run wrk against the server; orders/s, p50 and p99 in ms, and non-2xx responses."""
     done = subprocess.run(
@@ -102,6 +107,7 @@ def wrk_load(
             "--",
             tag,
             path,
+            method,
         ],
         check=True,
         capture_output=True,

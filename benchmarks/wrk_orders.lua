@@ -2,7 +2,7 @@
 -- builds them. Each connection posts distinct external ids, so every request is a new
 -- order (none is an idempotent replay); buyers are drawn from 40,000 phone numbers, about
 -- half of them registered members.
---   wrk -t2 -c8 -d30s --latency -s benchmarks/wrk_orders.lua http://127.0.0.1:8765 -- PREFIX PATH
+--   wrk -t2 -c8 -d30s --latency -s benchmarks/wrk_orders.lua http://127.0.0.1:8765 -- PREFIX PATH [GET]
 local threads = {}
 local next_id = 0
 
@@ -15,6 +15,7 @@ end
 function init(args)
   prefix = args[1] or "W"
   path = args[2] or "/api/v1/orders"
+  method = args[3] or "POST"
   math.randomseed(1000 + tid)
   counter = 0
   base = 1735689600 -- 2025-01-01T00:00:00Z
@@ -23,6 +24,9 @@ end
 local line = '{"line_no":%d,"sku":"SKU%d","quantity":%d,"list_price":19900,"paid_amount":%d}'
 
 function request()
+  if method == "GET" then
+    return wrk.format("GET", path)
+  end
   counter = counter + 1
   local lines = {}
   for n = 1, 3 do
