@@ -135,12 +135,16 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="default: 2 on PostgreSQL, 1 on SQLite"
+    )
     parser.add_argument("--members", type=int, default=20_000)
     parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench baseline")
     parser.add_argument("--loader", choices=["wrk", "python"], default=None)
     args = parser.parse_args()
 
+    if args.workers is None:
+        args.workers = 1 if args.backend == "sqlite" else 2
     url = fresh_database(args.backend)
     seed_brand(url, members_count=args.members).engine.dispose()
     env = {**os.environ, "QUANYU_DATABASE_URL": url, "QUANYU_PORT": str(PORT)}

@@ -110,10 +110,17 @@ def serve(
     from quanyu.entrypoints.api import server  # noqa: PLC0415
 
     settings = Settings()
+    workers = workers or settings.workers
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        err.print(
+            "[yellow]note:[/] SQLite runs one write at a time; worker processes would queue "
+            "on its file lock with growing sleeps. One worker serves the embedded database "
+            "best; use PostgreSQL (QUANYU_DATABASE_URL) for more."
+        )
     server.run(
         host=host or settings.host,
         port=port or settings.port,
-        workers=workers or settings.workers,
+        workers=workers,
         log_level=log_level,
         access_log=access_log,
     )

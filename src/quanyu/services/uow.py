@@ -7,6 +7,8 @@ transaction is rolled back and the command runs again from the start.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -38,6 +40,15 @@ class Platform:
     default_region: str = "CN"
     max_attempts: int = 8
     id_blocks: SequenceBlocks = field(default_factory=SequenceBlocks)
+    serial: threading.RLock | None = None
+
+    def __post_init__(self) -> None:
+        # SQLite runs one write transaction at a time (BEGIN IMMEDIATE). Threads of one
+        # process queue on this lock, and the next one starts the moment the last
+        # commits; on the database lock alone they would poll it with sleeps growing
+        # to 100 ms, which gave single orders a p99 of almost a second under load.
+        if self.serial is None and self.engine.dialect.name == "sqlite":
+            self.serial = threading.RLock()
 
 
 def _retryable(exc: Exception) -> bool:
@@ -55,7 +66,7 @@ def run(platform: Platform, command: Callable[..., T], *, write: bool = True) ->
     while True:
         attempt += 1
         try:
-            with platform.engine.begin() as conn:
+            with platform.serial or contextlib.nullcontext(), platform.engine.begin() as conn:
                 ws = WorkingSet(
                     conn,
                     platform.reference.get(conn),
