@@ -76,7 +76,7 @@ def run(platform: Platform, command: Callable[..., T], *, write: bool = True) ->
                 )
                 result = command(ws)
                 if write:
-                    ws.flush()
+                    ws.flush(final=True)
                 return result
         except RetryTransaction:
             if attempt >= platform.max_attempts:

@@ -141,6 +141,10 @@ class WorkingSet:
         self._keys_of: dict[int, list[IdentityKey]] = {}  # the reverse of ``owners``
         self.profiles: dict[int, ProfileState] = {}
         self.ledgers: dict[int, LedgerState] = {}
+        # Ledgers handed out since the last flush: the only ones that can have changed,
+        # since callers change a ledger right after taking it. A mid-transaction flush
+        # looks at these; the transaction's last flush looks at every ledger.
+        self._ledgers_out: dict[int, LedgerState] = {}
         self.contributions: dict[int, tuple[date, list[tuple[date, int]]]] = {}
         self.locked: set[int] = set()
         self._rows: dict[str, list[dict[str, Any]]] = {}
@@ -404,6 +408,7 @@ class WorkingSet:
                 membership, Ledger(debt=membership.debt), complete=membership.is_new
             )
             self.ledgers[membership.id] = state
+        self._ledgers_out[membership.id] = state
         if complete and not state.complete:
             rows = self.conn.execute(
                 select(t.points_lots).where(
@@ -667,14 +672,18 @@ class WorkingSet:
         for membership in survivor.memberships.values():
             program = self.ref.programs[membership.program_id]
             self.upgrade_if_qualified(membership, program, at=at, reason="merge", actor=actor)
-        self.flush()
+        # What the re-evaluation buffered is written with the rest of the transaction
+        # (every merge starts with a flush, so the next one sees it).
 
     def _forget(self, profile_ids: Sequence[int]) -> None:
         for pid in profile_ids:
             state = self.profiles.pop(pid, None)
             if state:
                 for m in state.memberships.values():
-                    self.ledgers.pop(m.id, None)
+                    ledger = self.ledgers.pop(m.id, None)
+                    self._ledgers_out.pop(m.id, None)
+                    if ledger is not None and _changed(ledger):  # never drop points
+                        raise RuntimeError(f"unwritten ledger changes of membership {m.id}")
                     self.contributions.pop(m.id, None)
                     self._dirty.pop(m.id, None)
 
@@ -834,9 +843,13 @@ class WorkingSet:
 
     # ------------------------------------------------------------ flushing
 
-    def flush(self) -> None:
-        """Write every buffered row and every changed ledger, lot and membership."""
-        self._flush_ledgers()
+    def flush(self, *, final: bool = False) -> None:
+        """Write every buffered row and every changed ledger, lot and membership.
+
+        ``final`` (the end of the transaction) checks every ledger for changes, not
+        only those handed out since the last flush."""
+        self._flush_ledgers(self.ledgers if final else self._ledgers_out)
+        self._ledgers_out.clear()
         dirty = [m for m in self._dirty.values() if m.dirty]
         self._dirty.clear()
         largest = max([len(rows) for rows in self._rows.values()] + [len(self._lot_updates)])
@@ -871,12 +884,8 @@ class WorkingSet:
         self._new_memberships.clear()
         self.new_profile_rows.clear()
 
-    def _flush_ledgers(self) -> None:
-        states = [
-            (s.membership, s)
-            for s in self.ledgers.values()
-            if s.ledger.entries or s.ledger.new_lots or s.ledger.dirty_lots
-        ]
+    def _flush_ledgers(self, candidates: dict[int, LedgerState]) -> None:
+        states = [(s.membership, s) for s in candidates.values() if _changed(s)]
         if not states:
             return
         new_lots = [lot for _, s in states for lot in s.ledger.new_lots]
@@ -935,6 +944,11 @@ class WorkingSet:
             ledger.new_lots.clear()
             ledger.dirty_lots.clear()
             ledger.debt_changed = False
+
+
+def _changed(state: LedgerState) -> bool:
+    ledger = state.ledger
+    return bool(ledger.entries or ledger.new_lots or ledger.dirty_lots)
 
 
 def _entry_row(entry: Entry, m: MembershipState, now: datetime) -> dict[str, Any]:
