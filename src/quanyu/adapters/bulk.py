@@ -77,34 +77,24 @@ def _converters(table: Table, columns: tuple[str, ...], mode: str) -> tuple[Conv
 def _tuples(
     rows: Sequence[Sequence[Any]], converters: tuple[Converter, ...]
 ) -> list[tuple[Any, ...]]:
-    """Rows with each value converted; only the columns that need it are touched."""
-    active = [(i, _memoised(c)) for i, c in enumerate(converters) if c is not _identity]
-    if not active:
-        return [tuple(row) for row in rows]
-    out: list[tuple[Any, ...]] = []
-    for row in rows:
-        values = list(row)
-        for i, convert in active:
-            values[i] = convert(values[i])
-        out.append(tuple(values))
-    return out
+    """Rows with each value converted, column by column; only the columns that need it
+    are touched."""
+    active = [(i, _MEMOISED.get(c, c)) for i, c in enumerate(converters) if c is not _identity]
+    if not active or not rows:
+        return list(map(tuple, rows))
+    columns = list(zip(*rows, strict=True))
+    for i, convert in active:
+        columns[i] = tuple(map(convert, columns[i]))
+    return list(zip(*columns, strict=True))
 
 
-def _memoised(convert: Converter) -> Converter:
-    """Timestamps repeat within a flush (the command's clock, an order's time on its
-    lot, entry and events): convert each distinct one once."""
-    if convert not in (_naive_utc, _sqlite_datetime):
-        return convert
-    seen: dict[Any, Any] = {}
-
-    def cached(value: Any) -> Any:
-        try:
-            return seen[value]
-        except KeyError:
-            out = seen[value] = convert(value)
-            return out
-
-    return cached
+# Timestamps repeat (the command's clock, an order's time on its lot, entry and events,
+# across flushes too): each distinct one is converted once. The cache holds at most
+# 2**16 of them.
+_MEMOISED: dict[Converter, Converter] = {
+    _naive_utc: lru_cache(maxsize=1 << 16)(_naive_utc),
+    _sqlite_datetime: lru_cache(maxsize=1 << 16)(_sqlite_datetime),
+}
 
 
 class BulkWriter:
