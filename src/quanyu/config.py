@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +16,15 @@ class Settings(BaseSettings):
     analytics_path: Path = Path("./var/analytics.duckdb")
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    workers: int | None = Field(default=None, ge=1, le=256)
     default_region: str = "CN"
     reference_cache_seconds: float = 5.0
+
+    def worker_count(self, cores: int | None = None) -> int:
+        """API worker processes: as set, else one on SQLite, which runs one write at a
+        time, and one per core on PostgreSQL."""
+        if self.workers is not None:
+            return self.workers
+        if self.database_url.startswith("sqlite"):
+            return 1
+        return max(1, cores if cores is not None else (os.cpu_count() or 1))

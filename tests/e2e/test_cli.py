@@ -149,6 +149,14 @@ def test_an_unreachable_database_is_reported_in_one_line(
     assert "Traceback" not in result.output
 
 
+def test_a_bad_setting_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANYU_WORKERS", "0")
+    result = CliRunner().invoke(app, ["check", "ledger"])
+    assert result.exit_code == 2
+    assert "QUANYU_WORKERS" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_db_upgrade_creates_the_schema_in_an_empty_database(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pydantic
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -53,6 +54,11 @@ def friendly(fn: F) -> F:
             raise typer.Exit(1) from None
         except OperationalError as exc:
             err.print(f"[red]error:[/red] cannot use the database: {exc.orig}")
+            raise typer.Exit(2) from None
+        except pydantic.ValidationError as exc:  # settings from the environment
+            first = exc.errors()[0]
+            name = "QUANYU_" + "_".join(str(part) for part in first["loc"]).upper()
+            err.print(f"[red]error ({name}):[/red] {first['msg']}")
             raise typer.Exit(2) from None
         except ProgrammingError as exc:
             err.print(
@@ -99,10 +105,14 @@ def db_upgrade() -> None:
 
 
 @app.command()
+@friendly
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="Port")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes")] = None,
+    port: Annotated[int | None, typer.Option(help="Port", min=1, max=65535)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: 1 on SQLite, 1 per core otherwise)", min=1),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
@@ -110,7 +120,7 @@ def serve(
     from quanyu.entrypoints.api import server  # noqa: PLC0415
 
     settings = Settings()
-    workers = workers or settings.workers
+    workers = workers or settings.worker_count()
     if workers > 1 and settings.database_url.startswith("sqlite"):
         err.print(
             "[yellow]note:[/] SQLite runs one write at a time; worker processes would queue "
