@@ -22,9 +22,21 @@ class Settings(BaseSettings):
 
     def worker_count(self, cores: int | None = None) -> int:
         """API worker processes: as set, else one on SQLite, which runs one write at a
-        time, and one per core on PostgreSQL."""
+        time, and one per usable core on PostgreSQL, at most 4. Each worker holds up to
+        20 database connections, and PostgreSQL allows 100 by default."""
         if self.workers is not None:
             return self.workers
         if self.database_url.startswith("sqlite"):
             return 1
-        return max(1, cores if cores is not None else (os.cpu_count() or 1))
+        return max(1, min(cores if cores is not None else _usable_cores(), MAX_DEFAULT_WORKERS))
+
+
+MAX_DEFAULT_WORKERS = 4
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity), not all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1

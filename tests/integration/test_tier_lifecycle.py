@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from conftest import T0, Brand, Shop, local, phone
+from quanyu.domain.orders import IdentityInput
 from quanyu.services import members, points, setup, tiers
 from quanyu.services.uow import Platform
 
@@ -196,4 +197,27 @@ def test_a_points_metric_program_upgrades_on_points_earned_net_of_clawbacks(
     assert result["tier"] == "silver"
     assert tiers.current(platform, member_id)["qualifying_value"] == 999
     assert shop.order("A3", PHONE, paid=100)["tier"] == "gold"
+    assert points.check_ledger(platform) == []
+
+
+def test_a_program_without_brands_has_no_qualifying_spend_and_orders_still_go_through(
+    shop: Shop, brand: Brand, platform: Platform
+) -> None:
+    setup.create_program(platform, {"code": "outlet", "name": "Outlet Club"})
+    setup.set_tiers(
+        platform, "outlet", [{"code": "basic", "name": "Basic", "rank": 0, "threshold": 0}]
+    )
+    member_id = shop.register(PHONE)
+    members.register(
+        platform,
+        members.Registration(
+            identities=(IdentityInput(*PHONE),), program="outlet", store=brand.store
+        ),
+        actor="test",
+    )
+
+    assert shop.order("A1", PHONE, paid=18_000)["member_id"] == member_id
+
+    outlet = tiers.current(platform, member_id, "outlet")
+    assert outlet["tier"] == "basic" and outlet["qualifying_value"] == 0
     assert points.check_ledger(platform) == []

@@ -4,11 +4,15 @@ implementations give."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quanyu.adapters import tables as t
+from quanyu.adapters.bulk import _converters, _tuples
 from quanyu.domain.identity import _fast_mobile, parse_e164
 from quanyu.jsonfast import dumps_canonical, dumps_text
 
@@ -49,3 +53,26 @@ def test_canonical_json_bytes_equal_the_standard_library(value: Any) -> None:
 @given(json_values)
 def test_stored_json_text_equals_the_standard_library(value: Any) -> None:
     assert dumps_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_cached_timestamp_conversion_keeps_the_two_instants_of_a_repeated_hour_apart() -> None:
+    new_york = ZoneInfo("America/New_York")  # 01:30 happens twice on 2025-11-02
+    first = datetime(2025, 11, 2, 1, 30, tzinfo=new_york)
+    second = first.replace(fold=1)
+    converters = _converters(t.orders, ("ordered_at",), "sqlite")
+
+    rows = _tuples([(first,), (second,)], converters)
+
+    assert rows == [("2025-11-02 05:30:00.000000",), ("2025-11-02 06:30:00.000000",)]
+
+
+def test_column_wise_conversion_equals_converting_each_value() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    columns = ("id", "ordered_at", "received_at", "payload")
+    rows = [(n, at + timedelta(minutes=n % 3), at, {"n": n}) for n in range(7)]
+    converters = _converters(t.orders, columns, "sqlite")
+
+    expected = [tuple(c(v) for c, v in zip(converters, row, strict=True)) for row in rows]
+
+    assert _tuples(rows, converters) == expected
+    assert _tuples([], converters) == []

@@ -11,7 +11,12 @@ def test_sqlite_is_served_by_one_worker_by_default() -> None:
 
 def test_postgresql_is_served_by_one_worker_per_core_by_default() -> None:
     settings = Settings(database_url="postgresql://u@h/db", workers=None)
-    assert settings.worker_count(cores=4) == 4
+    assert settings.worker_count(cores=2) == 2
+
+
+def test_the_default_stops_at_four_workers_so_their_pools_fit_postgresql() -> None:
+    settings = Settings(database_url="postgresql://u@h/db", workers=None)
+    assert settings.worker_count(cores=64) == 4
 
 
 def test_a_worker_count_that_is_set_wins_over_the_default() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
 from types import TracebackType
@@ -88,12 +88,26 @@ def _tuples(
     return list(zip(*columns, strict=True))
 
 
-# Timestamps repeat (the command's clock, an order's time on its lot, entry and events,
-# across flushes too): each distinct one is converted once. The cache holds at most
-# 2**16 of them.
+def _fixed_offset_cache(convert: Converter) -> Converter:
+    """``convert`` with a cache for datetimes in UTC or a fixed offset.
+
+    Timestamps repeat (the command's clock, an order's time on its lot, entry and
+    events, across flushes too), so each distinct one is converted once. A datetime in
+    a zone with daylight saving is converted directly: the two occurrences of a
+    repeated hour compare and hash equal but are different instants."""
+    memo = lru_cache(maxsize=1 << 16)(convert)
+
+    def cached(value: Any) -> Any:
+        if value is None or type(value.tzinfo) is not timezone:
+            return convert(value)
+        return memo(value)
+
+    return cached
+
+
 _MEMOISED: dict[Converter, Converter] = {
-    _naive_utc: lru_cache(maxsize=1 << 16)(_naive_utc),
-    _sqlite_datetime: lru_cache(maxsize=1 << 16)(_sqlite_datetime),
+    _naive_utc: _fixed_offset_cache(_naive_utc),
+    _sqlite_datetime: _fixed_offset_cache(_sqlite_datetime),
 }
 
 

@@ -5,8 +5,9 @@ statement (statement construction, cache key, result metadata), several times th
 cost of the query itself on an indexed key. The handful of reads every order makes go
 through the DB-API cursor instead, as plain SQL with ``%s`` placeholders (rewritten to
 ``?`` for SQLite), returning tuples. The converters below turn stored values back into
-exactly what the Core types in :mod:`quanyu.adapters.tables` return, so callers see no
-difference; ``tests/integration`` runs both paths on both databases.
+exactly what the Core types in :mod:`quanyu.adapters.tables` return. The integration
+tests run every one of these reads on both databases. An ``IN`` list must not be
+empty (``IN ()`` is an error on PostgreSQL): callers skip the query instead.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from sqlalchemy import Connection
 
 @lru_cache(maxsize=256)
 def marks(n: int) -> str:
-    """``%s, %s, ...``: the placeholders of an IN list of ``n`` values."""
+    """``%s, %s, ...``: the placeholders of an IN list of ``n`` (at least 1) values."""
+    if n < 1:
+        raise ValueError("an IN list needs at least one value")
     return ", ".join(["%s"] * n)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import enum
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -104,6 +105,15 @@ def db_upgrade() -> None:
     out.print(f"schema is up to date ({settings.database_url.split('@')[-1]})")
 
 
+class LogLevel(enum.StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 @app.command()
 @friendly
 def serve(
@@ -111,9 +121,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port", min=1, max=65535)] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Worker processes (default: 1 on SQLite, 1 per core otherwise)", min=1),
+        typer.Option(
+            help="Worker processes (default: 1 on SQLite, 1 per core up to 4 otherwise)",
+            min=1,
+            max=256,
+        ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(help="uvicorn's log level", case_sensitive=False)
+    ] = LogLevel.info,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
     """Serve the API (OpenAPI docs at /docs)."""
@@ -131,7 +147,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        log_level=log_level,
+        log_level=log_level.value,
         access_log=access_log,
     )
 
@@ -186,7 +202,7 @@ def demo(
     platform.engine.dispose()
     if serve_after:
         out.print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
-        serve(None, None, None, "info", True)
+        serve(None, None, None, LogLevel.info, True)
 
 
 @import_app.command("orders")

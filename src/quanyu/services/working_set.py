@@ -501,7 +501,8 @@ class WorkingSet:
                 self.flush()
             found: dict[int, list[tuple[date, int]]] = {m.profile_id: [] for m in group}
             brands = sorted(program.brand_ids)
-            for chunk in chunks(sorted(found), 5000):
+            # A program with no brand has no qualifying orders (and `IN ()` is not SQL).
+            for chunk in chunks(sorted(found) if brands else [], 5000):
                 rows = self.read.rows(
                     "SELECT profile_id, ordered_at, paid_total - refunded_amount FROM orders "
                     f"WHERE profile_id IN ({marks(len(chunk))}) "
