@@ -9,7 +9,8 @@ import pytest
 from conftest import Shop, local, phone
 from quanyu.domain.errors import InsufficientPoints, NotFound, ValidationFailed
 from quanyu.services import points
-from quanyu.services.uow import Platform
+from quanyu.services.uow import Platform, run
+from quanyu.services.working_set import WorkingSet
 
 PHONE = ("phone", phone(1))
 
@@ -181,3 +182,23 @@ def test_expired_points_cannot_be_redeemed_before_the_job_runs(
         points.spend(platform, member_with_two_lots, points=101, reason="gift", actor="test")
 
     assert caught.value.available == 100
+
+
+def test_a_ledger_changed_without_being_taken_again_after_a_flush_fails_the_command_whole(
+    shop: Shop, platform: Platform
+) -> None:
+    member_id = shop.register(PHONE)
+    before = shop.total(member_id)
+
+    def command(ws: WorkingSet) -> None:
+        membership = next(iter(ws.profile(member_id).memberships.values()))
+        ledger = ws.ledger(membership, complete=False)
+        ledger.adjust(as_of=ws.now, expires_at=None, points=5, reason="kept", actor="test")
+        ws.flush()  # a mid-transaction flush, as a merge makes
+        ledger.adjust(as_of=ws.now, expires_at=None, points=7, reason="stray", actor="test")
+
+    with pytest.raises(RuntimeError, match=r"outside WorkingSet\.ledger"):
+        run(platform, command)
+
+    assert shop.total(member_id) == before
+    assert points.check_ledger(platform) == []

@@ -847,9 +847,19 @@ class WorkingSet:
     def flush(self, *, final: bool = False) -> None:
         """Write every buffered row and every changed ledger, lot and membership.
 
-        ``final`` (the end of the transaction) checks every ledger for changes, not
-        only those handed out since the last flush."""
-        self._flush_ledgers(self.ledgers if final else self._ledgers_out)
+        ``final`` (the end of the transaction) checks every ledger: a ledger changed
+        without being taken from :meth:`ledger` since the last flush breaks the rule
+        that mid-transaction flushes rely on, and fails the command (nothing is
+        written) rather than let a read in between have missed it."""
+        if final:
+            stray = [
+                key
+                for key, state in self.ledgers.items()
+                if key not in self._ledgers_out and _changed(state)
+            ]
+            if stray:
+                raise RuntimeError(f"ledgers changed outside WorkingSet.ledger(): {stray}")
+        self._flush_ledgers(self._ledgers_out)
         self._ledgers_out.clear()
         dirty = [m for m in self._dirty.values() if m.dirty]
         self._dirty.clear()
