@@ -20,13 +20,18 @@ class Settings(BaseSettings):
     default_region: str = "CN"
     reference_cache_seconds: float = 5.0
 
+    @property
+    def embedded(self) -> bool:
+        """Whether the database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
     def worker_count(self, cores: int | None = None) -> int:
         """API worker processes: as set, else one on SQLite, which runs one write at a
         time, and one per usable core on PostgreSQL, at most 4. Each worker holds up to
         20 database connections, and PostgreSQL allows 100 by default."""
         if self.workers is not None:
             return self.workers
-        if self.database_url.startswith("sqlite"):
+        if self.embedded:
             return 1
         return max(1, min(cores if cores is not None else _usable_cores(), MAX_DEFAULT_WORKERS))
 

@@ -29,7 +29,7 @@ Converter = Callable[[Any], Any]
 MULTI_ROW_MAX = 200  # PostgreSQL: up to this many rows in one INSERT, more by COPY
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
+def naive_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     zone = value.tzinfo
@@ -40,8 +40,8 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=None)
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    naive = _naive_utc(value)
+def sqlite_datetime(value: datetime | None) -> str | None:
+    naive = naive_utc(value)
     return None if naive is None else naive.isoformat(sep=" ", timespec="microseconds")
 
 
@@ -64,7 +64,7 @@ def _converters(table: Table, columns: tuple[str, ...], mode: str) -> tuple[Conv
     for name in columns:
         kind = table.c[name].type
         if isinstance(kind, UtcDateTime):
-            out.append(_sqlite_datetime if mode == "sqlite" else _naive_utc)
+            out.append(sqlite_datetime if mode == "sqlite" else naive_utc)
         elif isinstance(kind, JSON):
             out.append(Json if mode == "pg" else _json_text)
         elif isinstance(kind, Date) and mode == "sqlite":
@@ -106,8 +106,8 @@ def _fixed_offset_cache(convert: Converter) -> Converter:
 
 
 _MEMOISED: dict[Converter, Converter] = {
-    _naive_utc: _fixed_offset_cache(_naive_utc),
-    _sqlite_datetime: _fixed_offset_cache(_sqlite_datetime),
+    naive_utc: _fixed_offset_cache(naive_utc),
+    sqlite_datetime: _fixed_offset_cache(sqlite_datetime),
 }
 
 

@@ -4,21 +4,25 @@ Building and executing a SQLAlchemy Core SELECT costs about 0.2 ms of Python per
 statement (statement construction, cache key, result metadata), several times the
 cost of the query itself on an indexed key. The handful of reads every order makes go
 through the DB-API cursor instead, as plain SQL with ``%s`` placeholders (rewritten to
-``?`` for SQLite), returning tuples. The converters below turn stored values back into
-exactly what the Core types in :mod:`quanyu.adapters.tables` return. The integration
-tests run every one of these reads on both databases. An ``IN`` list must not be
-empty (``IN ()`` is an error on PostgreSQL): callers skip the query instead.
+``?`` for SQLite), returning tuples. Stored values are turned back into exactly what
+the Core types in :mod:`quanyu.adapters.tables` return (``tables.stored_utc`` for
+timestamps), and bound timestamps are written as :mod:`quanyu.adapters.bulk` writes
+them. The integration tests run every one of these reads on both databases. An ``IN``
+list must not be empty (``IN ()`` is an error on PostgreSQL): callers skip the query
+instead.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
+
+from quanyu.adapters.bulk import naive_utc, sqlite_datetime
 
 
 @lru_cache(maxsize=256)
@@ -55,16 +59,7 @@ class Reader:
 
     def utc_param(self, value: datetime) -> Any:
         """A bound UTC timestamp as the column stores it (naive UTC; text on SQLite)."""
-        naive = value.astimezone(UTC).replace(tzinfo=None)
-        return naive if self.postgres else naive.isoformat(sep=" ", timespec="microseconds")
-
-
-def utc(value: Any) -> datetime:
-    """A stored UTC timestamp (naive, or text on SQLite) as an aware datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=UTC)
+        return naive_utc(value) if self.postgres else sqlite_datetime(value)
 
 
 def day(value: Any) -> date:

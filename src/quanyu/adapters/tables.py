@@ -58,12 +58,16 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC)
+        return None if value is None else stored_utc(value)
+
+
+def stored_utc(value: Any) -> datetime:
+    """A stored UTC timestamp (naive, or ISO text on SQLite) as an aware UTC datetime:
+    what :class:`UtcDateTime` returns, for reads made below SQLAlchemy."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC)
 
 
 def pk() -> Column[Any]:

@@ -137,7 +137,7 @@ def serve(
 
     settings = Settings()
     workers = workers or settings.worker_count()
-    if workers > 1 and settings.database_url.startswith("sqlite"):
+    if workers > 1 and settings.embedded:
         err.print(
             "[yellow]note:[/] SQLite runs one write at a time; worker processes would queue "
             "on its file lock with growing sleeps. One worker serves the embedded database "

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Table, and_, func, or_, select, update
 from quanyu.adapters import tables as t
 from quanyu.adapters.bulk import BulkWriter
 from quanyu.adapters.ids import IdAllocator, SequenceBlocks
-from quanyu.adapters.reads import Reader, day, day_or_none, marks, utc
+from quanyu.adapters.reads import Reader, day, day_or_none, marks
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.events import HistoryKind
@@ -240,7 +240,7 @@ class WorkingSet:
                 if state is None:
                     state = self.profiles[pid] = ProfileState(
                         id=pid,
-                        created_at=utc(created_at),
+                        created_at=t.stored_utc(created_at),
                         name=name,
                         birthday=day_or_none(birthday),
                         gender=gender,
@@ -253,9 +253,9 @@ class WorkingSet:
                         profile_id=pid,
                         program_id=r[8],
                         member_no=r[9],
-                        registered_at=utc(r[10]),
+                        registered_at=t.stored_utc(r[10]),
                         tier_code=r[11],
-                        tier_achieved_at=utc(r[12]),
+                        tier_achieved_at=t.stored_utc(r[12]),
                         tier_review_on=day(r[13]),
                         debt=r[14],
                         status=r[15],
@@ -510,7 +510,7 @@ class WorkingSet:
                     [*chunk, *brands, self.read.utc_param(start)],
                 )
                 for r in rows:
-                    found[r[0]].append((local_date(utc(r[1]), program), int(r[2])))
+                    found[r[0]].append((local_date(t.stored_utc(r[1]), program), int(r[2])))
             for m in group:
                 self.contributions[m.id] = (since, found[m.profile_id])
 
@@ -859,8 +859,7 @@ class WorkingSet:
             ]
             if stray:
                 raise RuntimeError(f"ledgers changed outside WorkingSet.ledger(): {stray}")
-        self._flush_ledgers(self._ledgers_out)
-        self._ledgers_out.clear()
+        self._flush_ledgers()
         dirty = [m for m in self._dirty.values() if m.dirty]
         self._dirty.clear()
         largest = max([len(rows) for rows in self._rows.values()] + [len(self._lot_updates)])
@@ -895,8 +894,10 @@ class WorkingSet:
         self._new_memberships.clear()
         self.new_profile_rows.clear()
 
-    def _flush_ledgers(self, candidates: dict[int, LedgerState]) -> None:
-        states = [(s.membership, s) for s in candidates.values() if _changed(s)]
+    def _flush_ledgers(self) -> None:
+        """Turn the changes of the ledgers handed out since the last flush into rows."""
+        states = [(s.membership, s) for s in self._ledgers_out.values() if _changed(s)]
+        self._ledgers_out.clear()
         if not states:
             return
         new_lots = [lot for _, s in states for lot in s.ledger.new_lots]
