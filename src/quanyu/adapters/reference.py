@@ -65,6 +65,8 @@ class ProgramConfig:
     tier_policy: TierPolicy
     rules: tuple[EarnRule, ...]
     brand_ids: frozenset[int]
+    coupon_hold_minutes: int = 30
+    assortment_policy: str = "flag"  # reject | flag
 
     def rule_at(self, at: datetime) -> EarnRule | None:
         return rule_in_force(self.rules, at)
@@ -125,6 +127,8 @@ def load_reference(conn: Connection) -> ReferenceData:
             ),
             rules=tuple(rules_by_program.get(r.id, [])),
             brand_ids=frozenset(b.id for b in brands.values() if b.program_id == r.id),
+            coupon_hold_minutes=r.coupon_hold_minutes,
+            assortment_policy=r.assortment_policy,
         )
     return ReferenceData(
         channels=channels,

@@ -115,6 +115,10 @@ programs = Table(
     Column("tier_grace_days", Integer, nullable=False, server_default="30"),
     Column("tier_max_downgrade_levels", Integer, nullable=False, server_default="1"),
     Column("tier_window_days", Integer, nullable=False, server_default="365"),
+    # A coupon reserved at checkout is held this long before it is released.
+    Column("coupon_hold_minutes", Integer, nullable=False, server_default="30"),
+    # What an order line for a SKU forbidden in its channel does: reject | flag
+    Column("assortment_policy", String(16), nullable=False, server_default="flag"),
     CheckConstraint("points_payment_cap_percent BETWEEN 0 AND 100", name="cap_percent"),
     CheckConstraint("pending_days >= 0", name="pending_days"),
 )
@@ -435,4 +439,243 @@ history = Table(
     Column("data", JSON, nullable=False),
     Column("actor", String(200), nullable=False),
     ts("occurred_at"),
+)
+
+# ---------------------------------------------------------------- coupons
+
+coupon_templates = Table(
+    "coupon_templates",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    # amount_off | percent_off | threshold | gift | shipping
+    Column("kind", String(16), nullable=False),
+    Column("value", BigInteger, nullable=False, server_default="0"),  # fen, or percent
+    Column("max_discount", BigInteger, nullable=True),  # cap of a percent-off discount
+    Column("min_spend", BigInteger, nullable=False, server_default="0"),
+    Column("gift_sku", String(64), nullable=True),
+    ts("valid_from", nullable=True),
+    ts("valid_until", nullable=True),
+    Column("valid_days", Integer, nullable=True),  # N days after issue
+    Column("scope", JSON, nullable=False),
+    Column("stack_group", String(64), nullable=True),  # None: exclusive
+    Column("per_member_limit", Integer, nullable=True),  # redemptions per member
+    Column("total_limit", Integer, nullable=True),  # redemptions in all
+    Column("max_issued", Integer, nullable=True),  # budget: coupons issued
+    Column("max_discount_total", BigInteger, nullable=True),  # budget: discount given, fen
+    Column("issued_count", Integer, nullable=False, server_default="0"),
+    Column("redeemed_count", Integer, nullable=False, server_default="0"),
+    Column("discount_total", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="active"),  # active | paused
+    ts("created_at"),
+    Column("created_by", String(200), nullable=False),
+    CheckConstraint("value >= 0", name="value_nonneg"),
+    CheckConstraint("issued_count >= 0 AND redeemed_count >= 0", name="counts_nonneg"),
+    CheckConstraint("discount_total >= 0", name="discount_nonneg"),
+    CheckConstraint("max_issued IS NULL OR issued_count <= max_issued", name="issued_le_budget"),
+    CheckConstraint(
+        "total_limit IS NULL OR redeemed_count <= total_limit", name="redeemed_le_limit"
+    ),
+    CheckConstraint(
+        "max_discount_total IS NULL OR discount_total <= max_discount_total",
+        name="discount_le_budget",
+    ),
+)
+
+coupon_batches = Table(
+    "coupon_batches",
+    metadata,
+    pk(),
+    fk("template_id", "coupon_templates.id", index=True),
+    Column("request_key", String(128), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # members | codes
+    Column("requested", Integer, nullable=False),
+    Column("issued", Integer, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("created_at"),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    pk(),
+    fk("template_id", "coupon_templates.id"),
+    fk("profile_id", "profiles.id", nullable=True, index=True),  # None: an unclaimed code
+    Column("code", String(32), nullable=False, unique=True),
+    # available | reserved | redeemed | voided  (expiry is read off valid_until)
+    Column("status", String(16), nullable=False),
+    ts("valid_from"),
+    ts("valid_until", nullable=True),
+    fk("batch_id", "coupon_batches.id", nullable=True, index=True),
+    Column("source", String(32), nullable=False),
+    ts("issued_at"),
+)
+Index("ix_coupons_template_profile", coupons.c.template_id, coupons.c.profile_id)
+
+coupon_redemptions = Table(
+    "coupon_redemptions",
+    metadata,
+    pk(),
+    fk("coupon_id", "coupons.id", index=True),
+    fk("template_id", "coupon_templates.id"),
+    fk("profile_id", "profiles.id", nullable=True, index=True),
+    fk("channel_id", "channels.id"),
+    Column("order_external_id", String(128), nullable=False),
+    fk("store_id", "stores.id", nullable=True),
+    # reserved | confirmed | released | returned
+    Column("status", String(16), nullable=False),
+    Column("discount", BigInteger, nullable=False),
+    Column("lines", JSON, nullable=False),  # [{line_no, discount}]
+    Column("fingerprint", String(64), nullable=False),
+    ts("reserved_at"),
+    ts("hold_until"),
+    ts("confirmed_at", nullable=True),
+    ts("closed_at", nullable=True),
+    CheckConstraint("discount >= 0", name="discount_nonneg"),
+)
+Index(
+    "ix_coupon_redemptions_order",
+    coupon_redemptions.c.channel_id,
+    coupon_redemptions.c.order_external_id,
+)
+Index("ix_coupon_redemptions_hold", coupon_redemptions.c.status, coupon_redemptions.c.hold_until)
+
+coupon_events = Table(
+    "coupon_events",
+    metadata,
+    pk(),
+    fk("coupon_id", "coupons.id", index=True),
+    fk("template_id", "coupon_templates.id", index=True),
+    fk("profile_id", "profiles.id", nullable=True, index=True),
+    # issued | claimed | reserved | released | redeemed | returned | voided | expired
+    Column("kind", String(16), nullable=False),
+    fk("redemption_id", "coupon_redemptions.id", nullable=True),
+    fk("channel_id", "channels.id", nullable=True),
+    fk("store_id", "stores.id", nullable=True),
+    Column("order_external_id", String(128), nullable=True),
+    Column("discount", BigInteger, nullable=False, server_default="0"),
+    Column("reason", String(500), nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("occurred_at"),
+)
+
+# ---------------------------------------------------------------- benefits
+
+benefits = Table(
+    "benefits",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    # welcome | birthday | member_day | free_shipping | priority_purchase
+    Column("kind", String(32), nullable=False),
+    Column("tier_codes", JSON, nullable=False),  # [] means every tier
+    fk("coupon_template_id", "coupon_templates.id", nullable=True),
+    Column("points", BigInteger, nullable=False, server_default="0"),
+    Column("settings", JSON, nullable=False),  # kind-specific: day of month, percent, skus...
+    Column("status", String(16), nullable=False, server_default="active"),
+    ts("created_at"),
+    CheckConstraint("points >= 0", name="points_nonneg"),
+)
+
+benefit_grants = Table(
+    "benefit_grants",
+    metadata,
+    pk(),
+    fk("benefit_id", "benefits.id"),
+    fk("profile_id", "profiles.id", index=True),
+    Column("period", String(16), nullable=False),  # '2026', '2026-03', 'once'
+    fk("coupon_id", "coupons.id", nullable=True),
+    fk("points_entry_id", "points_entries.id", nullable=True),
+    Column("actor", String(200), nullable=False),
+    ts("granted_at"),
+    UniqueConstraint("benefit_id", "profile_id", "period", name="uq_benefit_grants_once"),
+)
+
+# ---------------------------------------------------------------- points mall
+
+rewards = Table(
+    "rewards",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id"),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # coupon | physical | experience
+    Column("points_price", BigInteger, nullable=False),
+    Column("cash_price", BigInteger, nullable=False, server_default="0"),
+    fk("coupon_template_id", "coupon_templates.id", nullable=True),
+    Column("stock", Integer, nullable=True),  # None: unlimited
+    Column("per_member_limit", Integer, nullable=True),
+    Column("min_tier_code", String(64), nullable=True),
+    Column("status", String(16), nullable=False, server_default="active"),
+    ts("created_at"),
+    CheckConstraint("points_price >= 0 AND cash_price >= 0", name="prices_nonneg"),
+    CheckConstraint("stock IS NULL OR stock >= 0", name="stock_nonneg"),
+)
+
+redemption_windows = Table(
+    "redemption_windows",
+    metadata,
+    pk(),
+    fk("program_id", "programs.id", index=True),
+    Column("name", String(200), nullable=False),
+    ts("starts_at"),
+    ts("ends_at"),
+    CheckConstraint("ends_at > starts_at", name="ordered"),
+)
+
+reward_redemptions = Table(
+    "reward_redemptions",
+    metadata,
+    pk(),
+    fk("reward_id", "rewards.id", index=True),
+    fk("profile_id", "profiles.id", index=True),
+    fk("program_id", "programs.id"),
+    Column("request_key", String(128), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("cash", BigInteger, nullable=False),
+    # placed | fulfilled | reversed
+    Column("status", String(16), nullable=False),
+    fk("spend_entry_id", "points_entries.id", nullable=True),
+    fk("reversal_entry_id", "points_entries.id", nullable=True),
+    fk("coupon_id", "coupons.id", nullable=True),
+    Column("result", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("created_at"),
+    ts("closed_at", nullable=True),
+    CheckConstraint("quantity > 0", name="quantity_pos"),
+)
+
+# ---------------------------------------------------------------- channel assortment
+
+assortment_rules = Table(
+    "assortment_rules",
+    metadata,
+    pk(),
+    fk("channel_id", "channels.id", index=True),
+    fk("store_id", "stores.id", nullable=True),  # None: every store of the channel
+    Column("target_kind", String(16), nullable=False),  # sku | category
+    Column("target", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # must | optional | forbidden
+    # "<channel id>/<store id or *>/<target kind>:<target>": one rule per target
+    Column("rule_key", String(220), nullable=False, unique=True),
+    ts("updated_at"),
+    Column("updated_by", String(200), nullable=False),
+)
+
+order_flags = Table(
+    "order_flags",
+    metadata,
+    pk(),
+    fk("order_id", "orders.id", index=True),
+    Column("line_no", Integer, nullable=True),
+    Column("code", String(64), nullable=False),
+    Column("detail", String(500), nullable=False),
 )

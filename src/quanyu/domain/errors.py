@@ -9,11 +9,16 @@ structured fields. The HTTP layer maps them to problem+json in one module
     ├── NotFound                an entity does not exist               (404)
     ├── Conflict                the request clashes with stored state  (409)
     │   ├── IdempotencyConflict same key, different payload
-    │   └── AlreadyExists       a unique business key is taken
+    │   ├── AlreadyExists       a unique business key is taken
+    │   └── CouponUnavailable   the coupon is held by another order, used or voided
     ├── BusinessRuleViolation   input is well formed, but a rule forbids it (422)
     │   ├── InsufficientPoints
     │   ├── PointsPaymentCapExceeded
-    │   └── RefundExceedsOrder
+    │   ├── RefundExceedsOrder
+    │   ├── CouponNotApplicable the basket does not qualify; ``reasons`` says why
+    │   ├── LimitReached        a usage limit, budget or stock is exhausted
+    │   ├── OutsideRedemptionWindow
+    │   └── ForbiddenInChannel  a SKU the channel's assortment forbids
     └── LedgerInvariantBroken   stored ledger disagrees with itself   (500)
 """
 
@@ -104,6 +109,43 @@ class PointsPaymentCapExceeded(BusinessRuleViolation):
 class RefundExceedsOrder(BusinessRuleViolation):
     code = "refund_exceeds_order"
     title = "Refund exceeds what remains of the order"
+
+
+class CouponUnavailable(Conflict):
+    code = "coupon_unavailable"
+    title = "Coupon unavailable"
+
+
+class CouponNotApplicable(BusinessRuleViolation):
+    """``reasons`` is a list of ``{"coupon", "code", "detail", ...}``, one per failed rule."""
+
+    code = "coupon_not_applicable"
+    title = "Coupon does not apply"
+
+    def __init__(self, detail: str, *, reasons: list[dict[str, Any]], field: str = "codes") -> None:
+        super().__init__(detail, reasons=reasons, field=field)
+        self.reasons = reasons
+
+
+class LimitReached(BusinessRuleViolation):
+    """``limit`` names what ran out: per_member, total, issue_budget, discount_budget, stock."""
+
+    code = "limit_reached"
+    title = "Limit reached"
+
+    def __init__(self, detail: str, *, limit: str, **fields: Any) -> None:
+        super().__init__(detail, limit=limit, **fields)
+        self.limit = limit
+
+
+class OutsideRedemptionWindow(BusinessRuleViolation):
+    code = "outside_redemption_window"
+    title = "Outside the program's redemption windows"
+
+
+class ForbiddenInChannel(BusinessRuleViolation):
+    code = "forbidden_in_channel"
+    title = "Forbidden in this channel"
 
 
 class LedgerInvariantBroken(QuanyuError):

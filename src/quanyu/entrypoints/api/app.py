@@ -6,7 +6,16 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from quanyu.entrypoints.api import errors
-from quanyu.entrypoints.api.routers import members, orders, points, setup, tiers
+from quanyu.entrypoints.api.routers import (
+    assortment,
+    coupons,
+    mall,
+    members,
+    orders,
+    points,
+    setup,
+    tiers,
+)
 from quanyu.services.uow import Platform
 
 
@@ -14,12 +23,15 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(
         title="Quanyu",
         version="0.1.0",
-        description="One member platform across every channel: OneID, orders, points, tiers.",
+        description=(
+            "One member platform across every channel: OneID, orders, points, tiers, "
+            "coupons, benefits, the points mall and channel assortment."
+        ),
     )
     app.state.platform = platform
     errors.install(app)
     # Orders first: routes are matched in order, and orders are the hot path.
-    for module in (orders, members, points, tiers, setup):
+    for module in (orders, members, points, tiers, coupons, mall, assortment, setup):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

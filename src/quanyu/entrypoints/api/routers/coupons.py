@@ -1,0 +1,7 @@
+"""Coupons: routes over `quanyu.services.coupons`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["coupons"])
