@@ -1,4 +1,5 @@
-"""Brand set-up as an in-process snapshot: channels, brands, stores, guides, programs.
+"""Brand set-up as an in-process snapshot: channels, brands, stores, guides, programs
+and the channel assortment rules.
 
 These tables are small and read on every order, so each process keeps a snapshot
 and reloads it after ``max_age`` seconds, or at once after a set-up change made in
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, select
 
 from quanyu.adapters import tables as t
+from quanyu.domain.assortment import Assortment, AssortmentRule, AssortmentStatus, TargetKind
 from quanyu.domain.earn_rules import EarnRule, rule_from_document, rule_in_force
 from quanyu.domain.points import ClawbackPolicy
 from quanyu.domain.tiers import ReviewKind, Tier, TierMetric, TierPolicy
@@ -83,6 +85,7 @@ class ReferenceData:
     stores_by_id: dict[int, StoreRef] = field(default_factory=dict)
     channels_by_id: dict[int, ChannelRef] = field(default_factory=dict)
     guides_by_id: dict[int, GuideRef] = field(default_factory=dict)
+    assortment: Assortment = field(default_factory=Assortment)
 
 
 def load_reference(conn: Connection) -> ReferenceData:
@@ -130,6 +133,24 @@ def load_reference(conn: Connection) -> ReferenceData:
             coupon_hold_minutes=r.coupon_hold_minutes,
             assortment_policy=r.assortment_policy,
         )
+    assortment = Assortment(
+        AssortmentRule(
+            r.channel_id,
+            r.store_id,
+            TargetKind(r.target_kind),
+            r.target,
+            AssortmentStatus(r.status),
+        )
+        for r in conn.execute(
+            select(
+                t.assortment_rules.c.channel_id,
+                t.assortment_rules.c.store_id,
+                t.assortment_rules.c.target_kind,
+                t.assortment_rules.c.target,
+                t.assortment_rules.c.status,
+            )
+        )
+    )
     return ReferenceData(
         channels=channels,
         brands=brands,
@@ -140,6 +161,7 @@ def load_reference(conn: Connection) -> ReferenceData:
         stores_by_id={s.id: s for s in stores.values()},
         channels_by_id={c.id: c for c in channels.values()},
         guides_by_id={g.id: g for g in guides.values()},
+        assortment=assortment,
     )
 
 

@@ -32,10 +32,14 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data files.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Scheduled work.", no_args_is_help=True)
 check_app = typer.Typer(help="Consistency checks.", no_args_is_help=True)
+coupons_app = typer.Typer(
+    help="Coupons: issue batches, export printable codes.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(check_app, name="check")
+app.add_typer(coupons_app, name="coupons")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -264,17 +268,23 @@ def _count_rows(file: Path) -> int:
 @jobs_app.command("run-due")
 @friendly
 def run_due() -> None:
-    """Expire due points and review due tiers."""
+    """Expire due points, review due tiers, release coupons held past their hold and
+    grant the birthday and member-day gifts due today."""
+    from quanyu.services.benefits import grant_due  # noqa: PLC0415
+    from quanyu.services.coupons import release_lapsed  # noqa: PLC0415
     from quanyu.services.points import expire_due  # noqa: PLC0415
     from quanyu.services.tiers import review_due_tiers  # noqa: PLC0415
 
     with _platform() as platform:
         expired = expire_due(platform)
         counts = review_due_tiers(platform)
+        released = release_lapsed(platform)
+        gifts = grant_due(platform)
     out.print(
         f"expired {expired:,} points; tiers reviewed {counts['reviewed']:,} "
         f"(kept {counts['kept']:,}, down {counts['downgraded']:,}, "
-        f"up {counts['upgraded']:,})"
+        f"up {counts['upgraded']:,}); released {released:,} held coupons; "
+        f"granted {gifts:,} gifts"
     )
 
 
@@ -296,6 +306,91 @@ def check_ledger() -> None:
         err.print(f"[red]{len(problems):,} disagreements[/red]")
         raise typer.Exit(1)
     out.print("ledger consistent: every balance equals its entries, every lot its allocations")
+
+
+def _member_ids(file: Path) -> tuple[int, ...]:
+    """Member ids from a file: one per line, or a CSV with a ``member_id`` column."""
+    from quanyu.domain.errors import ValidationFailed  # noqa: PLC0415
+
+    if not file.is_file():
+        raise ValidationFailed(f"no file {file}", field="members")
+    with file.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    column = 0
+    if rows and rows[0] and not rows[0][0].strip().isdigit():
+        header = [h.strip() for h in rows[0]]
+        if "member_id" not in header:
+            raise ValidationFailed(f"{file} has no member_id column", field="members")
+        column, rows = header.index("member_id"), rows[1:]
+    ids = []
+    for n, row in enumerate(rows, start=2 if column else 1):
+        value = row[column].strip() if len(row) > column else ""
+        if not value:
+            continue
+        if not value.isdigit() or int(value) < 1:
+            raise ValidationFailed(f"line {n}: {value!r} is not a member id", field="members")
+        ids.append(int(value))
+    if not ids:
+        raise ValidationFailed(f"{file} names no members", field="members")
+    return tuple(ids)
+
+
+@coupons_app.command("issue")
+@friendly
+def coupons_issue(
+    template: Annotated[str, typer.Argument(help="Coupon template code")],
+    request_key: Annotated[
+        str, typer.Option(help="Idempotency key: running again with it issues nothing more")
+    ],
+    members: Annotated[
+        Path | None, typer.Option(help="File of member ids (one per line, or a member_id column)")
+    ] = None,
+    codes: Annotated[
+        int, typer.Option(min=0, max=200_000, help="Generate this many unclaimed codes instead")
+    ] = 0,
+    reason: Annotated[
+        str, typer.Option(help="Why: shown in each member's history")
+    ] = "batch issue",
+) -> None:
+    """Issue a template's coupons to a list of members, or generate printable codes."""
+    from quanyu.services import coupons  # noqa: PLC0415
+
+    ids = _member_ids(members) if members else ()
+    with _platform() as platform, err.status(f"issuing {len(ids) or codes:,} coupons"):
+        result = coupons.issue_batch(
+            platform,
+            coupons.BatchRequest(
+                template=template,
+                request_key=request_key,
+                member_ids=ids,
+                codes=codes,
+                reason=reason,
+            ),
+            actor="cli",
+        )
+    again = " (already issued under this key)" if result["replayed"] else ""
+    out.print(
+        f"batch {result['batch_id']}: {result['issued']:,} {template} coupons{again}; "
+        f"export codes with `quanyu coupons export {result['batch_id']}`"
+    )
+
+
+@coupons_app.command("export")
+@friendly
+def coupons_export(
+    batch: Annotated[int, typer.Argument(min=1, help="Batch id")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="CSV file; default stdout")] = None,
+) -> None:
+    """Export a batch's codes as CSV, for printing or for QR codes on products."""
+    from quanyu.services import coupons  # noqa: PLC0415
+
+    with _platform() as platform:
+        text = coupons.export_codes(platform, batch)
+    if out_file is None:
+        typer.echo(text, nl=False)
+        return
+    out_file.write_text(text, encoding="utf-8")
+    err.print(f"wrote {text.count(chr(10)) - 1:,} codes to {out_file}")
 
 
 def main() -> None:

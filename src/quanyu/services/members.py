@@ -160,6 +160,8 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
             )
         for k, v in fill.items():
             setattr(profile, k, v)
+    from quanyu.services.benefits import grant_welcome  # noqa: PLC0415 - benefits uses members
+
     ws.history(
         profile.id,
         HistoryKind.REGISTERED,
@@ -174,12 +176,14 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
         actor=actor,
         at=at,
     )
+    gifts = grant_welcome(ws, membership, actor=actor)
     return {
         "member_id": profile.id,
         "member_no": membership.member_no,
         "program": program.code,
         "tier": membership.tier_code,
         "created": True,
+        **({"welcome_gifts": gifts} if gifts else {}),
     }
 
 

@@ -42,6 +42,8 @@ from quanyu.domain.orders import (
 )
 from quanyu.domain.points import EntryKind, proportional_share
 from quanyu.domain.tiers import TierMetric
+from quanyu.services import coupons
+from quanyu.services.assortment import add_order_flags, screen_order_lines
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import WorkingSet, chunks, expiry_for, local_date
 
@@ -197,6 +199,17 @@ class OrderBatch:
             raise ValidationFailed(f"unknown guide {order.guide!r}", field="guide")
         brand = _brand_for(ref, order, store.brand_id if store else None)
         program = ref.programs[brand.program_id]
+        categories = [
+            line.category or self.categories.get(line.sku, UNCATEGORISED) for line in order.lines
+        ]
+        flags = screen_order_lines(
+            ref.assortment,
+            program,
+            channel=channel,
+            store=store,
+            lines=order.lines,
+            categories=categories,
+        )
         trigger = f"order {order.channel}/{order.external_id}"
         self.touched = True
         profile = ws.resolve(
@@ -215,9 +228,6 @@ class OrderBatch:
                 point_value_minor=program.point_value_minor,
                 cap_percent=program.points_payment_cap_percent,
             )
-        categories = [
-            line.category or self.categories.get(line.sku, UNCATEGORISED) for line in order.lines
-        ]
         points = 0
         if membership is not None and profile is not None:
             quote = quote_points(
@@ -276,6 +286,8 @@ class OrderBatch:
             "tier": tier,
             "replayed": False,
         }
+        if flags:  # only then, so that results without flags stay as they were
+            result["flags"] = flags
         ws.add(
             t.orders,
             {
@@ -316,6 +328,7 @@ class OrderBatch:
                     "refunded_amount": 0,
                 },
             )
+        add_order_flags(ws, order_id, flags)
         for payment in order.payments:
             ws.add(
                 t.payments,
@@ -613,6 +626,15 @@ class RefundBatch:
                     order_id=order.id,
                     refund_id=refund_id,
                 )
+        coupons_returned: list[str] = []
+        if refunded == order.paid_total:  # a full refund gives the order's coupons back
+            coupons_returned = coupons.return_for_refund(
+                ws,
+                order_ch.id,
+                refund.order_external_id,
+                reason=f"full refund {refund.channel}/{refund.external_id}",
+                actor=actor,
+            )
         result = {
             "refund_id": refund_id,
             "order_id": order.id,
@@ -622,6 +644,7 @@ class RefundBatch:
             "points_clawed_back": clawback,
             "points_restored": restore,
             "member_id": order.profile_id,
+            "coupons_returned": coupons_returned,
             "replayed": False,
         }
         ws.add(

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from quanyu.adapters import tables as t
+from quanyu.domain.assortment import AssortmentPolicy
 from quanyu.domain.earn_rules import rule_from_document
 from quanyu.domain.errors import AlreadyExists, NotFound, ValidationFailed
 from quanyu.domain.orders import require_aware
@@ -71,6 +72,7 @@ def _validate_program(values: Mapping[str, Any]) -> None:
         "clawback_policy": [p.value for p in ClawbackPolicy],
         "tier_metric": [m.value for m in TierMetric],
         "tier_review": [r.value for r in ReviewKind],
+        "assortment_policy": [p.value for p in AssortmentPolicy],
     }
     for name, allowed in checks.items():
         if name in values and values[name] not in allowed:

@@ -117,6 +117,7 @@ FLUSHED_TABLES = (
     t.points_allocations,
     t.tier_changes,
     t.history,
+    t.order_flags,
 )
 
 
@@ -153,6 +154,8 @@ class WorkingSet:
         self._dirty: dict[int, MembershipState] = {}
         self._new_memberships: list[MembershipState] = []
         self.new_profile_rows: dict[int, dict[str, Any]] = {}
+        # Reference-like rows a command reads once (benefits by program, ...).
+        self.memo: dict[str, Any] = {}
 
     # ------------------------------------------------------------ buffers
 
@@ -723,7 +726,18 @@ class WorkingSet:
         }
         if fill:
             conn.execute(update(t.profiles).where(t.profiles.c.id == survivor_id).values(**fill))
-        for table in (t.identities, t.orders, t.points_lots, t.history):
+        # Benefit grants stay with the profile that got them: a grant is once per member
+        # and period, and the benefit check reads the profiles merged into a member too.
+        for table in (
+            t.identities,
+            t.orders,
+            t.points_lots,
+            t.history,
+            t.coupons,
+            t.coupon_redemptions,
+            t.coupon_events,
+            t.reward_redemptions,
+        ):
             conn.execute(
                 update(table)
                 .where(table.c.profile_id == absorbed_id)
@@ -1003,6 +1017,14 @@ def _snapshot(conn: Connection, profile_ids: Sequence[int]) -> dict[str, Any]:
             str(r.id): r.profile_id
             for r in conn.execute(
                 select(t.orders.c.id, t.orders.c.profile_id).where(t.orders.c.profile_id.in_(ids))
+            )
+        },
+        "coupon_owners": {
+            str(r.id): r.profile_id
+            for r in conn.execute(
+                select(t.coupons.c.id, t.coupons.c.profile_id).where(
+                    t.coupons.c.profile_id.in_(ids)
+                )
             )
         },
         "lot_owners": {

@@ -8,11 +8,13 @@ from fastapi.responses import RedirectResponse
 from quanyu.entrypoints.api import errors
 from quanyu.entrypoints.api.routers import (
     assortment,
+    benefits,
     coupons,
     mall,
     members,
     orders,
     points,
+    reports,
     setup,
     tiers,
 )
@@ -31,7 +33,18 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     errors.install(app)
     # Orders first: routes are matched in order, and orders are the hot path.
-    for module in (orders, members, points, tiers, coupons, mall, assortment, setup):
+    for module in (
+        orders,
+        members,
+        points,
+        tiers,
+        coupons,
+        benefits,
+        mall,
+        assortment,
+        reports,
+        setup,
+    ):
         app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/", include_in_schema=False)

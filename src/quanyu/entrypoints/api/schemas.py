@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from quanyu.domain.assortment import RuleInput
 from quanyu.domain.orders import (
     IdentityInput,
     LineInput,
@@ -93,6 +94,10 @@ class OrderResult(BaseModel):
     points_earned: int
     points_used: int
     tier: str | None
+    flags: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="lines the channel's assortment forbids, when the program flags them",
+    )
     replayed: bool
 
 
@@ -132,6 +137,9 @@ class RefundResult(BaseModel):
     points_clawed_back: int
     points_restored: int
     member_id: int | None
+    coupons_returned: list[str] = Field(
+        [], description="codes of the coupons a full refund gave back to the member"
+    )
     replayed: bool
 
 
@@ -203,6 +211,10 @@ class Balance(BaseModel):
     total: int
 
 
+# What an order line for a SKU forbidden in its channel does to the order.
+AssortmentPolicyIn = Literal["reject", "flag"]
+
+
 class ProgramIn(Strict):
     code: Code
     name: Text
@@ -221,6 +233,7 @@ class ProgramIn(Strict):
     tier_grace_days: Annotated[int, Field(ge=0, le=3650)] = 30
     tier_max_downgrade_levels: Annotated[int, Field(ge=1, le=100)] = 1
     tier_window_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    assortment_policy: AssortmentPolicyIn = "flag"
 
 
 class ProgramPatch(Strict):
@@ -238,6 +251,7 @@ class ProgramPatch(Strict):
     tier_grace_days: Annotated[int | None, Field(ge=0, le=3650)] = None
     tier_max_downgrade_levels: Annotated[int | None, Field(ge=1, le=100)] = None
     tier_window_days: Annotated[int | None, Field(ge=1, le=3650)] = None
+    assortment_policy: AssortmentPolicyIn | None = None
 
 
 class TierIn(Strict):
@@ -309,3 +323,25 @@ class ProductIn(Strict):
     size: Annotated[str, Field(min_length=1, max_length=32)]
     category: Code
     list_price: Minor
+
+
+# ---------------------------------------------------------------- channel assortment
+
+
+class AssortmentRuleIn(Strict):
+    """A rule for one SKU or one category (give one of them), channel-wide or for one store."""
+
+    channel: Code
+    store: Code | None = Field(None, description="a store of the channel; none: channel-wide")
+    sku: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    category: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    status: Literal["must", "optional", "forbidden"]
+
+    def to_domain(self) -> RuleInput:
+        return RuleInput(
+            channel=self.channel,
+            status=self.status,
+            store=self.store,
+            sku=self.sku,
+            category=self.category,
+        )
