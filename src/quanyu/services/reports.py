@@ -26,7 +26,7 @@ import csv
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -123,6 +123,22 @@ def _plain_decimal(value: Decimal) -> str:
 # ---------------------------------------------------------------- periods
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+DEFAULT_BREAKAGE_DAYS = 365
+
+
+def _check_moment(name: str, value: datetime) -> None:
+    if value.tzinfo is None:
+        raise ValidationFailed(f"{name} needs a time zone", field=name)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValidationFailed(f"{name} must fall in [{EARLIEST.year}, {LATEST.year})", field=name)
+
+
 def _check_period(
     since: datetime | None,
     until: datetime | None,
@@ -131,19 +147,14 @@ def _check_period(
     until_field: str = "until",
 ) -> None:
     for name, value in ((since_field, since), (until_field, until)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(f"{name} needs a time zone", field=name)
+        if value is not None:
+            _check_moment(name, value)
     if since is not None and until is not None and since >= until:
         raise ValidationFailed(
             f"{until_field} ({until.isoformat()}) must be after {since_field} "
             f"({since.isoformat()})",
             field=until_field,
         )
-
-
-def _check_moment(name: str, value: datetime) -> None:
-    if value.tzinfo is None:
-        raise ValidationFailed(f"{name} needs a time zone", field=name)
 
 
 def _within(
@@ -433,15 +444,19 @@ def points_liability(
 def points_breakage(
     platform: Platform,
     *,
-    since: datetime,
     until: datetime,
+    since: datetime | None = None,
     program: str | None = None,
     earned_since: datetime | None = None,
     earned_until: datetime | None = None,
 ) -> dict[str, Any]:
     """Points expired in ``[since, until)`` over points earned in the earn window, which
     is the same period unless ``earned_since`` and ``earned_until`` name another (e.g. the
-    year whose points expire in the reported one)."""
+    year whose points expire in the reported one). ``since`` defaults to 365 days
+    before ``until``."""
+    _check_moment("until", until)
+    if since is None:
+        since = until - timedelta(days=DEFAULT_BREAKAGE_DAYS)
     _check_period(since, until)
     if (earned_since is None) != (earned_until is None):
         missing = "earned_until" if earned_until is None else "earned_since"

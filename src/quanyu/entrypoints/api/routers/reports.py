@@ -1,12 +1,12 @@
 """Reports: coupons per template and per (channel, store), points liability and points
 breakage, as JSON or, with ``format=csv``, as CSV. Definitions: ``docs/reports.md``.
 
-Times left out default to the platform clock's now; decimals (rates) are strings.
+Left out, ``as_of`` and ``until`` are the platform clock's now (and the breakage period
+starts 365 days before ``until``); rates are decimal strings, money is integer fen.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -21,7 +21,6 @@ CodeQ = Annotated[str | None, Query(min_length=1, max_length=64)]
 Moment = Annotated[AwareDatetime | None, Query()]
 Until = Annotated[AwareDatetime | None, Query(description="exclusive; default: now")]
 Format = Annotated[Literal["json", "csv"], Query(description="csv answers text/csv")]
-BREAKAGE_DAYS = 365
 
 
 def _answer(
@@ -71,7 +70,8 @@ def points_breakage(
     *,
     program: CodeQ = None,
     since: Annotated[
-        AwareDatetime | None, Query(description=f"default: {BREAKAGE_DAYS} days before until")
+        AwareDatetime | None,
+        Query(description=f"default: {reports.DEFAULT_BREAKAGE_DAYS} days before until"),
     ] = None,
     until: Until = None,
     earned_since: Annotated[
@@ -82,12 +82,10 @@ def points_breakage(
     ] = None,
     format: Format = "json",
 ) -> dict[str, Any] | Response:
-    end: datetime = until or p.clock.now()
-    start: datetime = since or end - timedelta(days=BREAKAGE_DAYS)
     report = reports.points_breakage(
         p,
-        since=start,
-        until=end,
+        since=since,
+        until=until or p.clock.now(),
         program=program,
         earned_since=earned_since,
         earned_until=earned_until,
