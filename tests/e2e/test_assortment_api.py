@@ -11,28 +11,20 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from test_api import API, ok
+from test_api import problem as api_problem
 
 from conftest import Brand
 from quanyu.entrypoints.api.app import create_app
 from quanyu.services.uow import Platform
 
-API = "/api/v1"
 RULES = f"{API}/assortment/rules"
-PROBLEM = "application/problem+json"
-
-
-def ok(response: Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
 
 
 def problem(response: Response, status: int, code: str, field: str | None = None) -> Any:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert (body["status"], body["code"], body.get("field")) == (status, code, field), body
-    assert body["detail"]
+    """The API's problem+json check, and ``field`` is exactly the one named (or none)."""
+    body = api_problem(response, status, code, field)
+    assert body.get("field") == field, body
     return body
 
 

@@ -9,33 +9,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from test_api import API, ok, problem
 
 from conftest import Brand, Shop, local, phone
 from quanyu.entrypoints.api.app import create_app
 from quanyu.services import points
 from quanyu.services.uow import Platform
 
-API = "/api/v1"
-PROBLEM = "application/problem+json"
 PHONE = ("phone", phone(1))
-
-
-def ok(response: Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    return response.json()
-
-
-def problem(response: Response, status: int, code: str, field: str | None = None) -> Any:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert (body["status"], body["code"], body["type"]) == (status, code, f"/problems/{code}")
-    assert body["title"]
-    assert body["detail"]
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
 
 
 @pytest.fixture

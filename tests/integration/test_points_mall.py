@@ -3,14 +3,12 @@ window and stock rules, idempotent retries, fulfilment and its failure."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import Table, func, select
+from test_concurrency import race
 
 from conftest import Shop, local, phone
 from quanyu.adapters import tables as t
@@ -32,7 +30,6 @@ PHONE = ("phone", phone(1))
 OTHER = ("phone", phone(2))
 EXPIRES_2027 = local(2027, 1, 1, hour=0)
 EXPIRES_2028 = local(2028, 1, 1, hour=0)
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -466,21 +463,6 @@ def test_updating_a_reward_changes_only_what_is_given_and_null_clears(
 
 
 # ---------------------------------------------------------------- concurrency (PostgreSQL)
-
-
-def race(n: int, work: Callable[[int], T]) -> list[T | Exception]:
-    """Run ``work(0..n-1)`` on n threads released together; exceptions are returned."""
-    barrier = threading.Barrier(n)
-
-    def go(i: int) -> T | Exception:
-        barrier.wait(timeout=10)
-        try:
-            return work(i)
-        except Exception as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(go, range(n)))
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
