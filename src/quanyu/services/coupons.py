@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select, update
+from sqlalchemy import Connection, Row, Table, func, select, update
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.bulk import BulkWriter
@@ -61,7 +61,7 @@ from quanyu.domain.errors import (
 from quanyu.domain.events import HistoryKind
 from quanyu.domain.identity import make_key
 from quanyu.domain.orders import fingerprint
-from quanyu.services.members import current_profile_id
+from quanyu.services.members import current_profile_id, profile_with
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import WorkingSet, chunks
 
@@ -641,16 +641,7 @@ def _resolve_member(ws: WorkingSet, member: MemberRef) -> int | None:
         default_region=ws.default_region,
         field="member",
     )
-    pid = ws.conn.execute(
-        select(t.identities.c.profile_id).where(
-            t.identities.c.type == key.type.value,
-            t.identities.c.namespace == key.namespace,
-            t.identities.c.value == key.value,
-        )
-    ).scalar()
-    if pid is None:
-        raise NotFound("member", str(key))
-    return current_profile_id(ws.conn, int(pid))
+    return profile_with(ws.conn, key, entity="member")
 
 
 def _basket(ws: WorkingSet, req: CheckoutRequest) -> Basket:
@@ -758,11 +749,12 @@ def validate(platform: Platform, req: CheckoutRequest) -> dict[str, Any]:
         member_id = _resolve_member(ws, req.member)
         basket = _basket(ws, req)
         if req.codes:
-            views = [v for v, _ in _coupons_by_code(ws, req.codes, lock=False)]
+            found = _coupons_by_code(ws, req.codes, lock=False)
+            views = [v for v, _ in found]
             answer = _answer(
                 quote(views, basket, as_of=ws.now, member_id=member_id), basket, member_id
             )
-            answer.update(_limit_reasons(ws, views, member_id, answer))
+            answer.update(_limit_reasons(ws, found, member_id, answer))
             return answer
         if member_id is None:
             raise ValidationFailed("give coupon codes or the member", field="codes")
@@ -784,17 +776,16 @@ def validate(platform: Platform, req: CheckoutRequest) -> dict[str, Any]:
 
 
 def _limit_reasons(
-    ws: WorkingSet, views: Sequence[CouponView], member_id: int | None, answer: dict[str, Any]
+    ws: WorkingSet,
+    found: Sequence[tuple[CouponView, Any]],
+    member_id: int | None,
+    answer: dict[str, Any],
 ) -> dict[str, Any]:
-    """Per-member and total limits, as reasons (validation does not take them)."""
+    """Per-member and total limits, as reasons (validation does not take them).
+    ``found`` pairs each coupon with its template's row, counters included."""
     extra: list[dict[str, Any]] = []
-    for view in views:
+    for view, row in found:
         tpl = view.template
-        row = ws.conn.execute(
-            select(t.coupon_templates.c.redeemed_count, t.coupon_templates.c.discount_total).where(
-                t.coupon_templates.c.id == tpl.id
-            )
-        ).one()
         if tpl.total_limit is not None and row.redeemed_count >= tpl.total_limit:
             extra.append(
                 {
@@ -822,12 +813,12 @@ def _limit_reasons(
 
 def _member_uses(ws: WorkingSet, template_id: int, profile_id: int) -> int:
     r = t.coupon_redemptions.c
-    return len(
+    return int(
         ws.conn.execute(
-            select(r.id).where(
+            select(func.count()).where(
                 r.template_id == template_id, r.profile_id == profile_id, r.status.in_(LIVE)
             )
-        ).all()
+        ).scalar_one()
     )
 
 
@@ -915,10 +906,13 @@ def reserve(
                 return _confirm(ws, req.channel, order_id, actor=actor)
             return {**_redemption_answer(existing, req.channel, order_id), "replayed": True}
         found = _coupons_by_code(ws, req.codes, lock=True)
-        for view, _ in found:
-            if view.status is CouponStatus.RESERVED:
-                _release_if_lapsed(ws, view, actor=actor)
-        found = _coupons_by_code(ws, req.codes, lock=False)
+        released = [
+            _release_if_lapsed(ws, view, actor=actor)
+            for view, _ in found
+            if view.status is CouponStatus.RESERVED
+        ]
+        if any(released):  # read them again as they are now
+            found = _coupons_by_code(ws, req.codes, lock=False)
         views = [v for v, _ in found]
         q = quote(views, basket, as_of=ws.now, member_id=member_id)
         if q.rejected:
@@ -934,7 +928,8 @@ def reserve(
                 "; ".join(f"{r['coupon']}: {r['detail']}" for r in q.reasons()),
                 reasons=q.reasons(),
             )
-        hold_until = ws.now + timedelta(minutes=_hold_minutes(ws, views))
+        hold = min(ws.ref.programs[row.program_id].coupon_hold_minutes for _, row in found)
+        hold_until = ws.now + timedelta(minutes=hold)
         status = RedemptionStatus.CONFIRMED if confirm else RedemptionStatus.RESERVED
         rows, events = [], []
         for applied in sorted(q.applied, key=lambda a: a.coupon.template.id):
@@ -1005,18 +1000,6 @@ def reserve(
     return run(platform, command)
 
 
-def _hold_minutes(ws: WorkingSet, views: Sequence[CouponView]) -> int:
-    program_ids = {
-        r[0]
-        for r in ws.conn.execute(
-            select(t.coupon_templates.c.program_id).where(
-                t.coupon_templates.c.id.in_([v.template.id for v in views])
-            )
-        )
-    }
-    return min(ws.ref.programs[p].coupon_hold_minutes for p in program_ids)
-
-
 def _take_limits(ws: WorkingSet, view: CouponView, member_id: int | None, discount: int) -> None:
     """Count one more redemption and its discount against the template, atomically.
     The per-member limit is checked under the member's lock (taken by the caller)."""
@@ -1076,16 +1059,19 @@ def _give_back_limits(ws: WorkingSet, template_id: int, discount: int) -> None:
     )
 
 
-def _release_if_lapsed(ws: WorkingSet, view: CouponView, *, actor: str) -> None:
-    """A coupon held past its hold is released before another checkout takes it."""
+def _release_if_lapsed(ws: WorkingSet, view: CouponView, *, actor: str) -> bool:
+    """A coupon held past its hold is released before another checkout takes it.
+    Says whether it was."""
     r = t.coupon_redemptions.c
     held = ws.conn.execute(
         select(t.coupon_redemptions).where(
             r.coupon_id == view.id, r.status == RedemptionStatus.RESERVED.value
         )
     ).first()
-    if held is not None and held.hold_until <= ws.now:
-        _close(ws, [held], RedemptionStatus.RELEASED, reason="hold expired", actor=actor)
+    if held is None or held.hold_until > ws.now:
+        return False
+    _close(ws, [held], RedemptionStatus.RELEASED, reason="hold expired", actor=actor)
+    return True
 
 
 def _close(

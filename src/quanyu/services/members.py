@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select
 from quanyu.adapters import tables as t
 from quanyu.domain.errors import AlreadyExists, NotFound, QuanyuError, ValidationFailed
 from quanyu.domain.events import HistoryKind
-from quanyu.domain.identity import IdentityType, make_key
+from quanyu.domain.identity import IdentityKey, IdentityType, make_key
 from quanyu.domain.orders import IdentityInput, require_aware
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import WorkingSet
@@ -210,16 +210,21 @@ def lookup(platform: Platform, type_: str, value: str, namespace: str | None = N
         type_, value, namespace, default_region=platform.default_region, field="identity"
     )
     with platform.engine.connect() as conn:
-        pid = conn.execute(
-            select(t.identities.c.profile_id).where(
-                t.identities.c.type == key.type.value,
-                t.identities.c.namespace == key.namespace,
-                t.identities.c.value == key.value,
-            )
-        ).scalar()
-        if pid is None:
-            raise NotFound("identity", str(key))
-        return current_profile_id(conn, int(pid))
+        return profile_with(conn, key)
+
+
+def profile_with(conn: Connection, key: IdentityKey, *, entity: str = "identity") -> int:
+    """The current profile that owns ``key``; NotFound(``entity``) when none does."""
+    pid = conn.execute(
+        select(t.identities.c.profile_id).where(
+            t.identities.c.type == key.type.value,
+            t.identities.c.namespace == key.namespace,
+            t.identities.c.value == key.value,
+        )
+    ).scalar()
+    if pid is None:
+        raise NotFound(entity, str(key))
+    return current_profile_id(conn, int(pid))
 
 
 def identities_of(conn: Connection, profile_id: int) -> list[dict[str, Any]]:
