@@ -36,7 +36,7 @@ from quanyu.domain.orders import (
     RefundInput,
     RefundLineInput,
 )
-from quanyu.services import members, orders, points, setup
+from quanyu.services import insight, members, orders, points, setup
 from quanyu.services.uow import Platform
 
 POSTGRES_URL = os.environ.get(
@@ -146,11 +146,13 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def platform(database_url: str, clock: FixedClock) -> Iterator[Platform]:
-    p = bootstrap(Settings(database_url=database_url), clock=clock)
+def platform(database_url: str, clock: FixedClock, tmp_path: Path) -> Iterator[Platform]:
+    settings = Settings(database_url=database_url, analytics_path=tmp_path / "analytics.duckdb")
+    p = bootstrap(settings, clock=clock)
     try:
         yield p
     finally:
+        insight.close_analytics(p)
         p.engine.dispose()
 
 

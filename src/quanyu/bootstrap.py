@@ -17,4 +17,6 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None) -
         reference=ReferenceCache(engine, settings.reference_cache_seconds),
         clock=clock or SystemClock(),
         default_region=settings.default_region,
+        analytics_path=str(settings.analytics_path),
+        analytics_direct=settings.analytics_direct,
     )

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./var/quanyu.db"
     analytics_path: Path = Path("./var/analytics.duckdb")
+    # Run KPIs, tags and segments on the operational database (PostgreSQL) directly,
+    # instead of the DuckDB copy.
+    analytics_direct: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int | None = Field(default=None, ge=1, le=256)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     TypeDecorator,
@@ -218,6 +220,10 @@ profiles = Table(
     fk("home_store_id", "stores.id", nullable=True),
     Column("status", String(16), nullable=False, server_default="active"),  # active | merged
     fk("merged_into_id", "profiles.id", nullable=True, index=True),
+    # Last known location (from a check-in, a delivery address, a store visit).
+    Column("last_latitude", Float, nullable=True),
+    Column("last_longitude", Float, nullable=True),
+    ts("located_at", nullable=True),
     ts("created_at"),
     ts("updated_at"),
 )
@@ -299,6 +305,7 @@ orders = Table(
     CheckConstraint("points_restored <= points_used", name="restore_le_used"),
 )
 Index("ix_orders_profile_ordered", orders.c.profile_id, orders.c.ordered_at)
+Index("ix_orders_received", orders.c.received_at)  # incremental analytics sync
 
 order_lines = Table(
     "order_lines",
@@ -346,6 +353,7 @@ refunds = Table(
     ts("received_at"),
     UniqueConstraint("channel_id", "external_id", name="uq_refunds_channel_external"),
 )
+Index("ix_refunds_received", refunds.c.received_at)
 
 refund_lines = Table(
     "refund_lines",
@@ -403,6 +411,7 @@ points_entries = Table(
 )
 Index("ix_points_entries_owner", points_entries.c.profile_id, points_entries.c.program_id)
 Index("ix_points_entries_order", points_entries.c.order_id)
+Index("ix_points_entries_recorded", points_entries.c.recorded_at)
 
 points_allocations = Table(
     "points_allocations",
@@ -561,6 +570,7 @@ coupon_events = Table(
     Column("actor", String(200), nullable=False),
     ts("occurred_at"),
 )
+Index("ix_coupon_events_occurred", coupon_events.c.occurred_at)
 
 # ---------------------------------------------------------------- benefits
 
@@ -679,3 +689,164 @@ order_flags = Table(
     Column("code", String(64), nullable=False),
     Column("detail", String(500), nullable=False),
 )
+
+# ---------------------------------------------------------------- insight (issue 4)
+
+consents = Table(
+    "consents",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id", index=True),
+    # sms | email | wechat | call | ...: the contact channel the consent is for
+    Column("purpose", String(32), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("recorded_at"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    pk(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # event | popup | campaign
+    fk("store_id", "stores.id", nullable=True),
+    ts("starts_at"),
+    ts("ends_at"),
+    Column("window_days", Integer, nullable=False, server_default="14"),
+    Column("cost", BigInteger, nullable=False, server_default="0"),
+    Column("created_by", String(200), nullable=False),
+    ts("created_at"),
+)
+
+touchpoints = Table(
+    "touchpoints",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id", index=True),
+    Column("kind", String(32), nullable=False),  # interaction | control | visit | ...
+    fk("campaign_id", "campaigns.id", nullable=True, index=True),
+    fk("channel_id", "channels.id", nullable=True),
+    fk("store_id", "stores.id", nullable=True),
+    ts("occurred_at"),
+    Column("source", String(64), nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("recorded_at"),
+)
+Index("ix_touchpoints_recorded", touchpoints.c.recorded_at)
+
+acquisition_costs = Table(
+    "acquisition_costs",
+    metadata,
+    pk(),
+    fk("channel_id", "channels.id"),
+    Column("month", String(7), nullable=False),  # YYYY-MM
+    Column("amount", BigInteger, nullable=False),  # fen
+    Column("actor", String(200), nullable=False),
+    ts("loaded_at"),
+    UniqueConstraint("channel_id", "month", name="uq_acquisition_costs_channel_month"),
+    CheckConstraint("amount >= 0", name="amount_nonneg"),
+)
+
+tag_definitions = Table(
+    "tag_definitions",
+    metadata,
+    pk(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),  # rule | realtime | model
+    Column("document", JSON, nullable=False),  # condition, or model settings
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("actor", String(200), nullable=False),
+    ts("updated_at"),
+)
+
+member_tags = Table(
+    "member_tags",
+    metadata,
+    pk(),
+    fk("profile_id", "profiles.id"),
+    Column("tag", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("model_version", String(64), nullable=False),
+    ts("computed_at"),
+    UniqueConstraint("profile_id", "tag", name="uq_member_tags_profile_tag"),
+)
+Index("ix_member_tags_tag_value", member_tags.c.tag, member_tags.c.value)
+
+tag_runs = Table(
+    "tag_runs",
+    metadata,
+    pk(),
+    Column("tag", String(64), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Column("distribution", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("started_at"),
+    ts("finished_at"),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    pk(),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("condition", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("updated_at"),
+)
+
+segment_snapshots = Table(
+    "segment_snapshots",
+    metadata,
+    pk(),
+    fk("segment_id", "segments.id", index=True),
+    Column("version", Integer, nullable=False),
+    Column("members", BigInteger, nullable=False),
+    Column("entered", BigInteger, nullable=False),
+    Column("exited", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("taken_at"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    fk("segment_id", "segments.id"),
+    fk("profile_id", "profiles.id", index=True),
+    ts("entered_at"),
+    PrimaryKeyConstraint("segment_id", "profile_id"),
+)
+
+segment_events = Table(
+    "segment_events",
+    metadata,
+    pk(),
+    fk("segment_id", "segments.id"),
+    fk("snapshot_id", "segment_snapshots.id", index=True),
+    fk("profile_id", "profiles.id", index=True),
+    Column("kind", String(8), nullable=False),  # entered | exited
+    ts("occurred_at"),
+)
+Index("ix_segment_events_segment_at", segment_events.c.segment_id, segment_events.c.occurred_at)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    pk(),
+    Column("action", String(64), nullable=False),  # export | reveal | points_adjust | ...
+    Column("subject", String(200), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    ts("occurred_at"),
+)
+Index("ix_audit_log_action_at", audit_log.c.action, audit_log.c.occurred_at)

@@ -172,6 +172,8 @@ def demo(
     from quanyu.adapters import tables as t  # noqa: PLC0415
     from quanyu.adapters.migrate import upgrade  # noqa: PLC0415
     from quanyu.demo import seed_demo  # noqa: PLC0415
+    from quanyu.demo.insight import define_realtime_tags, seed_insight  # noqa: PLC0415
+    from quanyu.services import insight  # noqa: PLC0415
 
     settings = Settings()
     url = settings.database_url
@@ -179,6 +181,8 @@ def demo(
         path = Path(url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for suffix in ("", ".wal"):
+            Path(f"{settings.analytics_path}{suffix}").unlink(missing_ok=True)
     platform = bootstrap(settings)
     upgrade(platform.engine)
     with platform.engine.connect() as conn:
@@ -194,11 +198,15 @@ def demo(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
+            define_realtime_tags(platform)
             summary = seed_demo(platform, people=people, seed=seed, progress=progress)
+        with err.status("tags, segments and KPIs: syncing the analytics store, fitting models"):
+            made = seed_insight(platform)
+            insight.close_analytics(platform)
         table = Table(title="demo brand group")
         table.add_column("what")
         table.add_column("count", justify="right")
-        for name, value in vars(summary).items():
+        for name, value in (*vars(summary).items(), *made.items()):
             table.add_row(
                 name.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value)
             )
@@ -339,6 +347,7 @@ def _member_ids(file: Path) -> tuple[int, ...]:
 @friendly
 def coupons_issue(
     template: Annotated[str, typer.Argument(help="Coupon template code")],
+    *,
     request_key: Annotated[
         str, typer.Option(help="Idempotency key: running again with it issues nothing more")
     ],
@@ -348,6 +357,9 @@ def coupons_issue(
     codes: Annotated[
         int, typer.Option(min=0, max=200_000, help="Generate this many unclaimed codes instead")
     ] = 0,
+    segment: Annotated[
+        str | None, typer.Option(help="Issue to the members of this segment now")
+    ] = None,
     reason: Annotated[
         str, typer.Option(help="Why: shown in each member's history")
     ] = "batch issue",
@@ -356,6 +368,12 @@ def coupons_issue(
     from quanyu.services import coupons  # noqa: PLC0415
 
     ids = _member_ids(members) if members else ()
+    if segment:
+        from quanyu.services import insight  # noqa: PLC0415
+
+        with _platform() as platform, err.status(f"finding the members of {segment}"):
+            ids = tuple(insight.segment_member_ids(platform, segment))
+            insight.close_analytics(platform)
     with _platform() as platform, err.status(f"issuing {len(ids) or codes:,} coupons"):
         result = coupons.issue_batch(
             platform,
@@ -391,6 +409,14 @@ def coupons_export(
         return
     out_file.write_text(text, encoding="utf-8")
     err.print(f"wrote {text.count(chr(10)) - 1:,} codes to {out_file}")
+
+
+from quanyu.entrypoints import cli_insight  # noqa: E402 - it uses the helpers above
+
+app.command("kpi")(cli_insight.kpi)
+app.add_typer(cli_insight.tags_app, name="tags")
+app.add_typer(cli_insight.segments_app, name="segments")
+app.add_typer(cli_insight.analytics_app, name="analytics")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from quanyu.domain.points import EntryKind, proportional_share
 from quanyu.domain.tiers import TierMetric
 from quanyu.services import coupons
 from quanyu.services.assortment import add_order_flags, screen_order_lines
+from quanyu.services.realtime_tags import tag_order
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import WorkingSet, chunks, expiry_for, local_date
 
@@ -329,6 +330,14 @@ class OrderBatch:
                 },
             )
         add_order_flags(ws, order_id, flags)
+        tag_order(
+            ws,
+            profile.id if profile else None,
+            channel=order.channel,
+            store=order.store,
+            paid_total=order.paid_total,
+            lines=[(line.sku, cat) for line, cat in zip(order.lines, categories, strict=True)],
+        )
         for payment in order.payments:
             ws.add(
                 t.payments,

@@ -41,6 +41,8 @@ class Platform:
     max_attempts: int = 8
     id_blocks: SequenceBlocks = field(default_factory=SequenceBlocks)
     serial: threading.RLock | None = None
+    analytics_path: str = ":memory:"  # the DuckDB analytics store
+    analytics_direct: bool = False  # run analytics on the operational database instead
 
     def __post_init__(self) -> None:
         # SQLite runs one write transaction at a time (BEGIN IMMEDIATE). Threads of one

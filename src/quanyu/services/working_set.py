@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, func, or_, select, update
 
 from quanyu.adapters import tables as t
 from quanyu.adapters.bulk import BulkWriter
@@ -118,6 +118,7 @@ FLUSHED_TABLES = (
     t.tier_changes,
     t.history,
     t.order_flags,
+    t.member_tags,
 )
 
 
@@ -737,12 +738,29 @@ class WorkingSet:
             t.coupon_redemptions,
             t.coupon_events,
             t.reward_redemptions,
+            t.consents,
+            t.touchpoints,
         ):
             conn.execute(
                 update(table)
                 .where(table.c.profile_id == absorbed_id)
                 .values(profile_id=survivor_id)
             )
+        # Tags are derived: the survivor keeps its own, takes those it lacks (a real-time
+        # tag exists only until the next run otherwise), and the next batch run recomputes
+        # them from the merged facts. Segment membership is recomputed by the next snapshot.
+        survivor_tags = select(t.member_tags.c.tag).where(t.member_tags.c.profile_id == survivor_id)
+        conn.execute(
+            delete(t.member_tags).where(
+                t.member_tags.c.profile_id == absorbed_id, t.member_tags.c.tag.in_(survivor_tags)
+            )
+        )
+        conn.execute(
+            update(t.member_tags)
+            .where(t.member_tags.c.profile_id == absorbed_id)
+            .values(profile_id=survivor_id)
+        )
+        conn.execute(delete(t.segment_members).where(t.segment_members.c.profile_id == absorbed_id))
         conn.execute(
             update(t.profiles)
             .where(t.profiles.c.merged_into_id == absorbed_id)

@@ -10,6 +10,7 @@ from quanyu.entrypoints.api.routers import (
     assortment,
     benefits,
     coupons,
+    insight,
     mall,
     members,
     orders,
@@ -43,6 +44,7 @@ def create_app(platform: Platform) -> FastAPI:
         mall,
         assortment,
         reports,
+        insight,
         setup,
     ):
         app.include_router(module.router, prefix="/api/v1")

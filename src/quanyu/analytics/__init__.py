@@ -1,0 +1,1 @@
+"""Analytics: Ibis expressions over the canonical tables (KPIs, tags, segments, model tags)."""

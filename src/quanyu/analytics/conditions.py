@@ -1,0 +1,279 @@
+"""Compiling a condition (:mod:`quanyu.domain.segments`) to an Ibis expression.
+
+:func:`matching` returns the members a condition selects, as one Ibis table: every test
+that needs facts (orders, points, coupons, tags) becomes an aggregate per member, left
+joined onto the members, and the condition becomes one boolean predicate over the joined
+columns. The backend evaluates it set-wise; nothing is evaluated row by row in Python.
+
+A test on a value a member does not have is false: a member with no orders has no
+``recency_days``, so ``recency_days gte 180`` does not select them (``not`` an
+``orders count within_days 180 gte 1`` does). Counts, sales, units, points and coupons of
+a member with none are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from quanyu.analytics.kpis import Tables
+from quanyu.domain.segments import (
+    AllOf,
+    AnyOf,
+    AttrCondition,
+    Attribute,
+    Comparison,
+    Condition,
+    CouponCondition,
+    CouponMetric,
+    Not,
+    Op,
+    OrderCondition,
+    OrderMetric,
+    PointsCondition,
+    TagCondition,
+)
+
+HELD_KINDS = ("issued", "claimed", "released", "returned")
+
+
+def days_between(earlier: ir.TimestampValue, later: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole days from ``earlier`` to ``later``, portable across backends."""
+    seconds = later.epoch_seconds() - earlier.epoch_seconds()
+    return (seconds / 86_400).floor().cast("int64")
+
+
+def compare(column: ir.Value, test: Comparison) -> ir.BooleanValue:
+    """``column`` against ``test``; a null column gives false."""
+    op, value = test.op, test.value
+    result: ir.BooleanValue
+    if op is Op.IS_NULL:
+        return column.isnull()
+    if op is Op.NOT_NULL:
+        return column.notnull()
+    if op is Op.EQ:
+        result = column == value
+    elif op is Op.NE:
+        result = column != value
+    elif op is Op.GT:
+        result = column > value
+    elif op is Op.GTE:
+        result = column >= value
+    elif op is Op.LT:
+        result = column < value
+    elif op is Op.LTE:
+        result = column <= value
+    elif op is Op.IN:
+        result = column.isin(list(value))
+    elif op is Op.NOT_IN:
+        result = column.notin(list(value))
+    else:
+        result = column.between(value[0], value[1])
+    return result.fill_null(False)
+
+
+class _Compiler:
+    """Pass 1 collects every fact test, grouped by the facts it reads; each group becomes
+    ONE aggregate per member with a filtered column per test (``sum(...) FILTER (WHERE
+    ...)``), so twenty tests over orders scan the orders once. Pass 2 turns each condition
+    into a predicate over the joined columns."""
+
+    def __init__(self, tables: Tables, as_of: datetime) -> None:
+        self.tables = tables
+        self.as_of = as_of
+        self.base = tables["members"]
+        self.columns: dict[int, str] = {}
+        self.groups: dict[str, dict[str, Condition]] = {}
+
+    def collect(self, cond: Condition) -> None:
+        match cond:
+            case AllOf(parts) | AnyOf(parts):
+                for part in parts:
+                    self.collect(part)
+            case Not(part):
+                self.collect(part)
+            case AttrCondition():
+                pass
+            case _:
+                name = f"_t{len(self.columns)}"
+                self.columns[id(cond)] = name
+                self.groups.setdefault(self._source(cond), {})[name] = cond
+
+    @staticmethod
+    def _source(cond: Condition) -> str:
+        if isinstance(cond, OrderCondition):
+            return "lines" if cond.category or cond.sku else "orders"
+        if isinstance(cond, PointsCondition):
+            return "points"
+        if isinstance(cond, CouponCondition):
+            return f"coupons_{cond.metric.value}"
+        return "tags"
+
+    def aggregates(self) -> list[ir.Table]:
+        return [self._aggregate(source, tests) for source, tests in self.groups.items()]
+
+    def _aggregate(self, source: str, tests: dict[str, Condition]) -> ir.Table:
+        facts = self._facts(source)
+        metrics = {name: self._metric(facts, cond) for name, cond in tests.items()}
+        return facts.group_by(k="member_id").aggregate(**metrics)
+
+    def _facts(self, source: str) -> ir.Table:
+        at = self.as_of
+        if source == "orders":
+            o = self.tables["orders"]
+            o = o.filter(
+                o.member_id.notnull() & (o.units > o.refunded_units) & (o.ordered_at <= at)
+            )
+            return o.select(
+                "member_id",
+                "order_id",
+                "ordered_at",
+                "channel",
+                "store",
+                net_sales=o.paid_total - o.refunded_amount,
+                net_units=o.units - o.refunded_units,
+            )
+        if source == "lines":
+            x = self.tables["order_lines"]
+            x = x.filter(
+                x.member_id.notnull() & (x.quantity > x.refunded_quantity) & (x.ordered_at <= at)
+            )
+            return x.select(
+                "member_id",
+                "order_id",
+                "ordered_at",
+                "channel",
+                "store",
+                "category",
+                "sku",
+                net_sales=x.paid_amount - x.refunded_amount,
+                net_units=x.quantity - x.refunded_quantity,
+            )
+        if source == "points":
+            e = self.tables["points_entries"]
+            return e.filter(e.occurred_at <= at)
+        if source == "coupons_used":
+            e = self.tables["coupon_events"]
+            return e.filter((e.occurred_at <= at) & e.kind.isin(["redeemed", "returned"]))
+        if source == "coupons_held":
+            e = self.tables["coupon_events"]
+            e = e.filter((e.occurred_at <= at) & (e.kind != "reserved"))
+            latest = e.mutate(
+                _n=ibis.row_number().over(
+                    group_by=e.coupon_id,
+                    order_by=[ibis.desc(e.occurred_at), ibis.desc(e.event_id)],
+                )
+            )
+            return latest.filter((latest._n == 0) & latest.kind.isin(list(HELD_KINDS)))
+        return self.tables["member_tags"]
+
+    def _metric(self, facts: ir.Table, cond: Condition) -> ir.Value:
+        if isinstance(cond, OrderCondition):
+            where = ibis.literal(True)
+            if cond.within_days is not None:
+                where &= facts.ordered_at >= self.as_of - timedelta(cond.within_days)
+            if cond.channel:
+                where &= facts.channel.isin(list(cond.channel))
+            if cond.store:
+                where &= facts.store.isin(list(cond.store))
+            if cond.category:
+                where &= facts.category.isin(list(cond.category))
+            if cond.sku:
+                where &= facts.sku.isin(list(cond.sku))
+            if cond.metric is OrderMetric.COUNT:
+                if cond.category or cond.sku:
+                    return facts.order_id.nunique(where=where)
+                return facts.count(where=where)
+            if cond.metric is OrderMetric.SALES:
+                return facts.net_sales.sum(where=where)
+            if cond.metric is OrderMetric.UNITS:
+                return facts.net_units.sum(where=where)
+            return facts.ordered_at.max(where=where)
+        if isinstance(cond, PointsCondition):
+            return facts.points.sum() - facts.debt_delta.sum()
+        if isinstance(cond, CouponCondition):
+            where = ibis.literal(True)
+            if cond.template:
+                where &= facts.template.isin(list(cond.template))
+            if cond.metric is CouponMetric.HELD:
+                return facts.count(where=where)
+            if cond.within_days is not None:
+                where &= facts.occurred_at >= self.as_of - timedelta(cond.within_days)
+            return (facts.kind == "redeemed").ifelse(1, -1).sum(where=where)
+        assert isinstance(cond, TagCondition)
+        mine = facts.tag == cond.tag
+        if cond.test is None:
+            return facts.count(where=mine)
+        column = facts.score if cond.score else facts.value
+        return column.max(where=mine)
+
+    # -- pass 2: the predicate over the joined columns
+    def predicate(self, table: ir.Table, cond: Condition) -> ir.BooleanValue:
+        match cond:
+            case AllOf(parts):
+                out = self.predicate(table, parts[0])
+                for part in parts[1:]:
+                    out = out & self.predicate(table, part)
+                return out
+            case AnyOf(parts):
+                out = self.predicate(table, parts[0])
+                for part in parts[1:]:
+                    out = out | self.predicate(table, part)
+                return out
+            case Not(part):
+                return ~self.predicate(table, part)
+            case AttrCondition(attr, test):
+                return compare(self._attribute(table, attr), test)
+        column = table[self.columns[id(cond)]]
+        if isinstance(cond, OrderCondition):
+            if cond.metric is OrderMetric.RECENCY_DAYS:
+                return compare(days_between(column, ibis.literal(self.as_of)), cond.test)
+            return compare(column.fill_null(0), cond.test)
+        if isinstance(cond, PointsCondition | CouponCondition):
+            return compare(column.fill_null(0), cond.test)
+        assert isinstance(cond, TagCondition)
+        if cond.test is None:
+            return (column > 0).fill_null(False)
+        return compare(column, cond.test)
+
+    def _attribute(self, table: ir.Table, attr: Attribute) -> ir.Value:
+        now = ibis.literal(self.as_of)
+        if attr is Attribute.AGE:
+            born = table.birthday.cast("timestamp")
+            return (days_between(born, now) / 365.25).floor().cast("int64")
+        if attr is Attribute.JOINED_DAYS:
+            return days_between(table.registered_at, now)
+        if attr is Attribute.BIRTHDAY_MONTH:
+            return table.birthday.month()
+        return table[attr.value]
+
+
+def evaluate(tables: Tables, named: Mapping[str, Condition], *, as_of: datetime) -> ir.Table:
+    """``member_id`` and one boolean column per named condition, for every member: many
+    tags in one pass over the facts."""
+    compiler = _Compiler(tables, as_of)
+    for condition in named.values():
+        compiler.collect(condition)
+    table = compiler.base
+    for aggregate in compiler.aggregates():
+        table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
+    return table.select(
+        "member_id", **{name: compiler.predicate(table, c) for name, c in named.items()}
+    )
+
+
+def matching(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
+    """The members (all canonical member columns) that ``condition`` selects at ``as_of``."""
+    compiler = _Compiler(tables, as_of)
+    compiler.collect(condition)
+    table = compiler.base
+    for aggregate in compiler.aggregates():
+        table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
+    return table.filter(compiler.predicate(table, condition)).select(*compiler.base.columns)
+
+
+def member_ids(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
+    return matching(tables, condition, as_of=as_of).select("member_id")
