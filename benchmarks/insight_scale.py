@@ -236,12 +236,9 @@ def main() -> None:
             )
 
     timed("20 rule tags", rule_tags, results)
-    results["full tag refresh (RFM + lifecycle + 20 rules)"] = (
-        results["RFM tag"] + results["lifecycle tag"] + results["20 rule tags"]
-    )
-    print(
-        f"  {'full tag refresh':<34} {results['full tag refresh (RFM + lifecycle + 20 rules)']:8.2f} s"
-    )
+    full = "full tag refresh (RFM + lifecycle + 20 rules)"
+    results[full] = results["RFM tag"] + results["lifecycle tag"] + results["20 rule tags"]
+    print(f"  {'full tag refresh':<34} {results[full]:8.2f} s")
     tables["member_tags"] = con.table("member_tags")
     condition = parse(SEGMENT)
     timed(
