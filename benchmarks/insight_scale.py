@@ -135,6 +135,7 @@ def load(folder: Path) -> Any:
     path = folder / "analytics.duckdb"
     fresh = not path.exists()
     con = ibis.duckdb.connect(str(path))
+    con.raw_sql("SET enable_progress_bar = false")
     if fresh:
         for name in SCHEMAS:
             source = folder / f"{name}.parquet"

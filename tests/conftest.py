@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -388,3 +389,51 @@ class Shop:
 @pytest.fixture
 def shop(platform: Platform, clock: FixedClock, brand: Brand) -> Shop:
     return Shop(platform, clock, brand)
+
+
+# ---------------------------------------------------------------- Spark (local mode)
+
+
+def _start_spark(tmp: Path) -> Any:
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, no DNS lookup
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession  # noqa: PLC0415 - only the Spark tests need it
+
+    jvm = (
+        f"-Djava.io.tmpdir={tmp} -Dderby.system.home={tmp / 'derby'} "
+        "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"  # starts faster on two cores
+    )
+    builder = SparkSession.builder.master("local[2]").appName("quanyu-tests")
+    for key, value in {
+        "spark.driver.memory": "1g",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.extraJavaOptions": jvm,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": "2",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.warehouse.dir": str(tmp / "warehouse"),
+        "spark.local.dir": str(tmp / "local"),
+    }.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("OFF")
+    return spark
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Spark for the whole run (about 10 s to start); it needs Java 17+."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        if os.environ.get("CI"):
+            pytest.fail("Spark needs a Java runtime (CI is set, so it is required)")
+        pytest.skip("Spark needs a Java runtime (17 or 21)")
+    spark = _start_spark(tmp_path_factory.mktemp("spark"))
+    try:
+        yield spark
+    finally:
+        spark.stop()

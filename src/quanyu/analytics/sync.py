@@ -86,6 +86,7 @@ def open_store(path: Path | str) -> Any:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect(str(path))
+    con.raw_sql("SET enable_progress_bar = false")  # it would write to the server's stdout
     existing = set(con.list_tables())
     for name, schema in SCHEMAS.items():
         if name not in existing:
