@@ -29,10 +29,12 @@ import pandas as pd
 
 from quanyu.analytics import conditions, kpis, models
 from quanyu.analytics.schema import SCHEMAS
+from quanyu.analytics.sync import FACT_KEYS
 from quanyu.domain.segments import parse
 from quanyu.services.insight import lifecycle_counts
 
 AS_OF = datetime(2026, 11, 1)
+TIME_ORDERED = set(FACT_KEYS)  # the facts the sync appends
 QUERY = kpis.KpiQuery(
     since=date(2025, 11, 1),
     until=date(2026, 11, 1),
@@ -131,15 +133,19 @@ def timed(label: str, fn: Callable[[], Any], results: dict[str, float]) -> Any:
     return out
 
 
-def load(folder: Path) -> Any:
-    path = folder / "analytics.duckdb"
+def load(folder: Path, *, by_time: bool = False) -> Any:
+    path = folder / ("analytics-by-time.duckdb" if by_time else "analytics.duckdb")
     fresh = not path.exists()
     con = ibis.duckdb.connect(str(path))
     con.raw_sql("SET enable_progress_bar = false")
     if fresh:
-        for name in SCHEMAS:
+        # With ``by_time``, facts in time order, as the sync appends them (the generator
+        # writes them by member).
+        for name, kind in SCHEMAS.items():
             source = folder / f"{name}.parquet"
-            con.raw_sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{source}')")
+            stamps = [c for c, t in kind.items() if t.is_timestamp()]
+            order = f" ORDER BY {stamps[0]}" if name in TIME_ORDERED and by_time else ""
+            con.raw_sql(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{source}'){order}")
     return con
 
 
@@ -187,13 +193,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--by-time", action="store_true", help="facts sorted by time")
     args = parser.parse_args()
     results: dict[str, float] = {}
     print(
         f"{args.folder} on {platform.node()} ({platform.machine()}, "
         f"{len(__import__('os').sched_getaffinity(0))} cores)"
     )
-    con = timed("load Parquet into DuckDB (once)", lambda: load(args.folder), results)
+    con = timed(
+        "load Parquet into DuckDB (once)", lambda: load(args.folder, by_time=args.by_time), results
+    )
     tables = {name: con.table(name) for name in SCHEMAS}
     members = con.table("members").count().execute()
     lines = con.table("order_lines").count().execute()

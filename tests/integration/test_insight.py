@@ -300,6 +300,26 @@ def test_sync_is_incremental_and_follows_merges(shop: Shop, march: dict[str, int
     assert row["orders"] == 5
 
 
+def test_an_incremental_sync_re_points_the_facts_of_a_merged_profile(shop: Shop) -> None:
+    a = shop.register(("phone", phone(7)), at=local(2026, 3, 1, 9))
+    shop.order("P1", ("phone", phone(7)), paid=1_000, at=local(2026, 3, 2))
+    shop.order("E1", ("email", "li@example.com"), paid=2_000, at=local(2026, 3, 3))
+    refreshed(shop.platform)
+    [before] = insight.kpi(shop.platform, "sales", q())
+    assert before["buyers"] == 2
+    # One order names both: OneID merges the e-mail profile into the member.
+    shop.order(
+        "B1", ("phone", phone(7)), ("email", "li@example.com"), paid=500, at=local(2026, 3, 4)
+    )
+    report = insight.analytics(shop.platform).refresh()
+    assert report.merges == 1
+    [after] = insight.kpi(shop.platform, "sales", q())
+    assert (after["buyers"], after["orders"], after["member_sales"]) == (1, 3, 3_500)
+    store = insight.analytics(shop.platform).store()
+    owners = store.raw_sql("SELECT DISTINCT member_id FROM orders").fetchall()
+    assert owners == [(a,)]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_the_same_expressions_run_directly_on_postgresql(shop: Shop, march: dict[str, int]) -> None:

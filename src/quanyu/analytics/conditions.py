@@ -117,6 +117,11 @@ class _Compiler:
 
     def _aggregate(self, source: str, tests: dict[str, Condition]) -> ir.Table:
         facts = self._facts(source)
+        windows = [getattr(c, "within_days", None) for c in tests.values()]
+        if source in ("orders", "lines") and None not in windows:
+            # Every test looks back a bounded time: older facts need not be grouped at all.
+            days = max(w for w in windows if w is not None)
+            facts = facts.filter(facts.ordered_at >= self.as_of - timedelta(days))
         metrics = {name: self._metric(facts, cond) for name, cond in tests.items()}
         return facts.group_by(k="member_id").aggregate(**metrics)
 
