@@ -220,6 +220,17 @@ def test_live_count_and_overlap_of_conditions(shop: Shop, march: dict[str, int])
     }
 
 
+def test_attribute_tests_applied_first_select_the_same_members(
+    shop: Shop, march: dict[str, int]
+) -> None:
+    shop.at(local(2026, 3, 20))
+    tier = {"attr": "tier", "op": "eq", "value": "silver"}
+    bought = {"orders": "sales", "op": "gte", "value": 25_000}
+    first = insight.count(shop.platform, {"all": [tier, bought]})["members"]
+    nested = insight.count(shop.platform, {"all": [{"any": [tier]}, bought]})["members"]
+    assert first == nested == 2
+
+
 def test_snapshots_record_who_entered_and_who_left(shop: Shop, march: dict[str, int]) -> None:
     shop.at(local(2026, 3, 20))
     insight.define_segment(

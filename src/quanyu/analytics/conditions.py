@@ -126,6 +126,12 @@ class _Compiler:
         return facts.group_by(k="member_id").aggregate(**metrics)
 
     def _facts(self, source: str) -> ir.Table:
+        facts = self._all_facts(source)
+        if self.base is not self.tables["members"]:  # only the members still in question
+            facts = facts.filter(facts.member_id.isin(self.base.member_id))
+        return facts
+
+    def _all_facts(self, source: str) -> ir.Table:
         at = self.as_of
         if source == "orders":
             o = self.tables["orders"]
@@ -271,13 +277,23 @@ def evaluate(tables: Tables, named: Mapping[str, Condition], *, as_of: datetime)
 
 
 def matching(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
-    """The members (all canonical member columns) that ``condition`` selects at ``as_of``."""
+    """The members (all canonical member columns) that ``condition`` selects at ``as_of``.
+
+    Attribute tests that every selected member must pass (the condition itself, or parts
+    of a top-level ``all``) are applied to the members first, and the facts are grouped
+    only for the members left: a segment of gold members groups gold members' orders."""
     compiler = _Compiler(tables, as_of)
     compiler.collect(condition)
-    table = compiler.base
+    parts = condition.parts if isinstance(condition, AllOf) else (condition,)
+    required = [p for p in parts if isinstance(p, AttrCondition)]
+    base = compiler.base
+    if required:
+        base = base.filter(*[compiler.predicate(base, p) for p in required])
+        compiler.base = base
+    table = base
     for aggregate in compiler.aggregates():
         table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
-    return table.filter(compiler.predicate(table, condition)).select(*compiler.base.columns)
+    return table.filter(compiler.predicate(table, condition)).select(*base.columns)
 
 
 def member_ids(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
