@@ -45,7 +45,7 @@ QUERY = kpis.KpiQuery(
 # Twenty rule tags of the kinds a brand defines: attributes, order aggregates by window,
 # channel, category and SKU, points, coupons, and combinations.
 RULE_TAGS: dict[str, dict[str, Any]] = {
-    "gold_plus": {"attr": "tier", "op": "in", "value": ["gold", "platinum"]},
+    "gold_plus": {"attr": "tier", "op": "in", "value": ["gold", "black"]},
     "women_30s": {
         "all": [
             {"attr": "gender", "op": "eq", "value": "F"},
@@ -81,9 +81,9 @@ RULE_TAGS: dict[str, dict[str, Any]] = {
         ]
     },
     "outerwear": {"orders": "count", "category": ["outerwear"], "op": "gte", "value": 1},
-    "shoes_year": {
+    "footwear_year": {
         "orders": "sales",
-        "category": ["shoes"],
+        "category": ["footwear"],
         "within_days": 365,
         "op": "gte",
         "value": 50_000,
@@ -93,7 +93,7 @@ RULE_TAGS: dict[str, dict[str, Any]] = {
     "coupon_user": {"coupons": "used", "within_days": 180, "op": "gte", "value": 1},
     "vip_at_risk": {
         "all": [
-            {"attr": "tier", "op": "in", "value": ["gold", "platinum"]},
+            {"attr": "tier", "op": "in", "value": ["gold", "black"]},
             {"orders": "recency_days", "op": "gte", "value": 120},
         ]
     },
@@ -117,7 +117,7 @@ RULE_TAGS: dict[str, dict[str, Any]] = {
 }
 SEGMENT = {
     "all": [
-        {"attr": "tier", "op": "in", "value": ["gold", "platinum"]},
+        {"attr": "tier", "op": "in", "value": ["gold", "black"]},
         {"orders": "count", "within_days": 365, "op": "gte", "value": 2},
         {"orders": "sales", "within_days": 365, "op": "gte", "value": 300_000},
     ]

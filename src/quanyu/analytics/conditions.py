@@ -122,6 +122,16 @@ class _Compiler:
             # Every test looks back a bounded time: older facts need not be grouped at all.
             days = max(w for w in windows if w is not None)
             facts = facts.filter(facts.ordered_at >= self.as_of - timedelta(days))
+        if source == "lines":
+            # Every test on lines names categories or SKUs: other lines need no grouping.
+            cats = sorted({c for t in tests.values() for c in getattr(t, "category", ())})
+            skus = sorted({k for t in tests.values() for k in getattr(t, "sku", ())})
+            wanted = ibis.literal(False)
+            if cats:
+                wanted |= facts.category.isin(cats)
+            if skus:
+                wanted |= facts.sku.isin(skus)
+            facts = facts.filter(wanted)
         metrics = {name: self._metric(facts, cond) for name, cond in tests.items()}
         return facts.group_by(k="member_id").aggregate(**metrics)
 

@@ -63,10 +63,10 @@ RULE_TAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 SEGMENTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "vip_at_risk",
-        "Gold and platinum members at risk",
+        "Gold and black-card members at risk",
         {
             "all": [
-                {"attr": "tier", "op": "in", "value": ["gold", "platinum"]},
+                {"attr": "tier", "op": "in", "value": ["gold", "black"]},
                 {"tag": "lifecycle", "op": "in", "value": ["at_risk", "lapsed"]},
             ]
         },
