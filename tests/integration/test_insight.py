@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,7 @@ from sqlalchemy import select
 from conftest import Shop, local, phone
 from quanyu.adapters import tables as t
 from quanyu.analytics import canonical, kpis
-from quanyu.domain.errors import ValidationFailed
+from quanyu.domain.errors import Unavailable, ValidationFailed
 from quanyu.services import attribution, insight
 from quanyu.services.uow import Platform
 
@@ -367,6 +370,31 @@ def test_the_same_expressions_run_directly_on_postgresql(shop: Shop, march: dict
         "touchpoints",
         "identities",
     }
+
+
+def test_an_analytics_store_held_by_another_process_is_a_clear_unavailable_error(
+    shop: Shop, tmp_path: Path
+) -> None:
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        insight.close_analytics(shop.platform)
+        shop.platform.analytics_path = str(path)
+        with pytest.raises(Unavailable, match="in use by another process"):
+            insight.kpi(shop.platform, "sales", q())
+    finally:
+        holder.kill()
+        holder.communicate()
 
 
 def test_kpi_query_rejects_an_unknown_dimension_naming_the_field() -> None:

@@ -19,6 +19,7 @@ structured fields. The HTTP layer maps them to problem+json in one module
     │   ├── LimitReached        a usage limit, budget or stock is exhausted
     │   ├── OutsideRedemptionWindow
     │   └── ForbiddenInChannel  a SKU the channel's assortment forbids
+    ├── Unavailable             a resource is busy or down; retry later (503)
     └── LedgerInvariantBroken   stored ledger disagrees with itself   (500)
 """
 
@@ -146,6 +147,14 @@ class OutsideRedemptionWindow(BusinessRuleViolation):
 class ForbiddenInChannel(BusinessRuleViolation):
     code = "forbidden_in_channel"
     title = "Forbidden in this channel"
+
+
+class Unavailable(QuanyuError):
+    """A resource the command needs is busy or down (e.g. the analytics store is held by
+    another process); the same request may succeed later."""
+
+    code = "unavailable"
+    title = "Temporarily unavailable"
 
 
 class LedgerInvariantBroken(QuanyuError):

@@ -147,6 +147,14 @@ def serve(
             "on its file lock with growing sleeps. One worker serves the embedded database "
             "best; use PostgreSQL (QUANYU_DATABASE_URL) for more."
         )
+    if workers > 1 and not settings.embedded and not settings.analytics_direct:
+        # A DuckDB file is opened by one process at a time: the workers run KPIs, tags
+        # and segments on PostgreSQL itself instead.
+        os.environ["QUANYU_ANALYTICS_DIRECT"] = "true"
+        err.print(
+            "[yellow]note:[/] with several workers, analytics run on PostgreSQL directly "
+            "(the DuckDB store is opened by one process at a time)."
+        )
     server.run(
         host=host or settings.host,
         port=port or settings.port,

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from quanyu.adapters import tables as t
 from quanyu.analytics import canonical, conditions, kpis, models, sync
 from quanyu.analytics.schema import SCHEMAS
-from quanyu.domain.errors import NotFound, ValidationFailed
+from quanyu.domain.errors import NotFound, Unavailable, ValidationFailed
 from quanyu.domain.segments import Condition, parse, tags_used, validate_codes
 from quanyu.domain.tags import Model, TagKind, validate_definition
 from quanyu.services.members import current_profile_id
@@ -88,7 +89,13 @@ class Analytics:
 
     def store(self) -> Any:
         if self._store is None:
-            self._store = sync.open_store(self.path)
+            try:
+                self._store = sync.open_store(self.path)
+            except duckdb.IOException as exc:
+                raise Unavailable(
+                    f"the analytics store {self.path} is in use by another process; run one "
+                    "process on it, or set QUANYU_ANALYTICS_DIRECT=true on PostgreSQL"
+                ) from exc
         return self._store
 
     def now(self) -> datetime:

@@ -16,6 +16,7 @@ from quanyu.domain.errors import (
     LedgerInvariantBroken,
     NotFound,
     QuanyuError,
+    Unavailable,
     ValidationFailed,
 )
 
@@ -27,6 +28,7 @@ STATUS: list[tuple[type[QuanyuError], int]] = [
     (ValidationFailed, 422),
     (BusinessRuleViolation, 422),
     (LedgerInvariantBroken, 500),
+    (Unavailable, 503),
 ]
 
 
