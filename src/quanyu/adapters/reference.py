@@ -21,6 +21,7 @@ from quanyu.adapters import tables as t
 from quanyu.domain.assortment import Assortment, AssortmentRule, AssortmentStatus, TargetKind
 from quanyu.domain.earn_rules import EarnRule, rule_from_document, rule_in_force
 from quanyu.domain.points import ClawbackPolicy
+from quanyu.domain.tags import RealtimeCondition, TagKind, parse_realtime
 from quanyu.domain.tiers import ReviewKind, Tier, TierMetric, TierPolicy
 
 
@@ -86,6 +87,8 @@ class ReferenceData:
     channels_by_id: dict[int, ChannelRef] = field(default_factory=dict)
     guides_by_id: dict[int, GuideRef] = field(default_factory=dict)
     assortment: Assortment = field(default_factory=Assortment)
+    # Active real-time tags: (code, condition), checked on every ingested order.
+    realtime_tags: tuple[tuple[str, RealtimeCondition], ...] = ()
 
 
 def load_reference(conn: Connection) -> ReferenceData:
@@ -151,7 +154,19 @@ def load_reference(conn: Connection) -> ReferenceData:
             )
         )
     )
+    realtime = tuple(
+        (r.code, parse_realtime(r.document))
+        for r in conn.execute(
+            select(t.tag_definitions.c.code, t.tag_definitions.c.document)
+            .where(
+                t.tag_definitions.c.kind == TagKind.REALTIME,
+                t.tag_definitions.c.status == "active",
+            )
+            .order_by(t.tag_definitions.c.code)
+        )
+    )
     return ReferenceData(
+        realtime_tags=realtime,
         channels=channels,
         brands=brands,
         stores=stores,

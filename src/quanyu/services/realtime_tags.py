@@ -1,36 +1,25 @@
 """Real-time tags: checked while an order is ingested, in the order's own transaction.
 
-The active definitions are read once per transaction. A matching order sets the tag on
-its member (value ``"true"``, model version ``"realtime"``), replacing an earlier one, so
-the tag is there without waiting for a batch run (:mod:`quanyu.domain.tags`).
+The active definitions come with the reference data (``ReferenceData.realtime_tags``;
+this process reloads it when a tag is defined, others within
+``QUANYU_REFERENCE_CACHE_SECONDS``), so an order that matches none pays no query. A
+matching order sets the tag on its member (value ``"true"``, model version
+``"realtime"``), replacing an earlier one, so the tag is there without waiting for a batch
+run (:mod:`quanyu.domain.tags`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from quanyu.adapters import tables as t
 from quanyu.analytics.canonical import REALTIME
-from quanyu.domain.tags import OrderEvent, RealtimeCondition, TagKind, parse_realtime
+from quanyu.domain.tags import OrderEvent
 from quanyu.services.working_set import WorkingSet
 
 MEMO_KEY = "realtime_tags"
-
-
-def _definitions(ws: WorkingSet) -> list[tuple[str, RealtimeCondition]]:
-    found = ws.memo.get(MEMO_KEY)
-    if found is None:
-        rows = ws.conn.execute(
-            select(t.tag_definitions.c.code, t.tag_definitions.c.document).where(
-                t.tag_definitions.c.kind == TagKind.REALTIME,
-                t.tag_definitions.c.status == "active",
-            )
-        )
-        found = [(r.code, parse_realtime(r.document)) for r in rows]
-        ws.memo[MEMO_KEY] = found
-    return list(found)
 
 
 def tag_order(
@@ -45,7 +34,7 @@ def tag_order(
     """Set the real-time tags this order matches on its member; the codes set."""
     if profile_id is None:
         return []
-    definitions = _definitions(ws)
+    definitions = ws.ref.realtime_tags
     if not definitions:
         return []
     event = OrderEvent(channel=channel, store=store, paid_total=paid_total, lines=lines)
