@@ -772,7 +772,7 @@ member_tags = Table(
     Column("tag", String(64), nullable=False),
     Column("value", String(64), nullable=False),
     Column("score", Float, nullable=True),
-    Column("model_version", String(64), nullable=False),
+    Column("model_version", String(255), nullable=False),
     ts("computed_at"),
     UniqueConstraint("profile_id", "tag", name="uq_member_tags_profile_tag"),
 )
@@ -784,7 +784,7 @@ tag_runs = Table(
     pk(),
     Column("tag", String(64), nullable=False, index=True),
     Column("version", Integer, nullable=False),
-    Column("model_version", String(64), nullable=False),
+    Column("model_version", String(255), nullable=False),
     Column("members", BigInteger, nullable=False),
     Column("distribution", JSON, nullable=False),
     Column("details", JSON, nullable=False),

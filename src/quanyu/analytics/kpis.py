@@ -224,10 +224,10 @@ def acquisition_cost(tables: Tables, query: KpiQuery) -> ir.Table:
 
 
 def _months(since: date, until: date) -> list[str]:
-    months, d = [], date(since.year, since.month, 1)
-    while d < until:
-        months.append(f"{d.year:04d}-{d.month:02d}")
-        d = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    months, year, month = [], since.year, since.month
+    while (year, month) <= (until.year, until.month) and date(year, month, 1) < until:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = year + (month == 12), month % 12 + 1
     return months
 
 

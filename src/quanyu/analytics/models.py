@@ -114,7 +114,11 @@ def lifecycle(
         last_at=o.ordered_at.max(),
         previous_at=o.ordered_at.max(where=o._n == 1),
     )
-    m = tables["members"].select("member_id", "registered_at")
+    m = tables["members"]
+    # Only people known at as_of: a member who joins later is not counted back in time.
+    m = m.filter(
+        (m.created_at <= as_of) & (m.registered_at.isnull() | (m.registered_at <= as_of))
+    ).select("member_id", "registered_at")
     j = m.left_join(per, m.member_id == per.member_id).drop("member_id_right")
     now = ibis.literal(as_of)
     since_last = days_between(j.last_at, now)

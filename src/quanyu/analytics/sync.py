@@ -163,6 +163,13 @@ def sync(
                 {"absorbed": [a for a, _ in merges], "survivor": [s for _, s in merges]}
             )
             con.register("_merges", mapping)
+            # As in the operational merge: the survivor keeps its own tags.
+            con.execute(
+                "DELETE FROM member_tags USING _merges m "
+                "WHERE member_tags.member_id = m.absorbed AND EXISTS ("
+                "SELECT 1 FROM member_tags s WHERE s.member_id = m.survivor "
+                "AND s.tag = member_tags.tag)"
+            )
             for name in (*FACT_KEYS, "member_tags"):
                 con.execute(
                     f"UPDATE {name} SET member_id = m.survivor FROM _merges m "

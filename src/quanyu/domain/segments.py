@@ -28,6 +28,7 @@ included) is_null not_null.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -231,6 +232,8 @@ def _parse(doc: Any, field: str, depth: int, counter: list[int]) -> Condition:
         return PointsCondition(_comparison(doc, field, numeric=True))
     if kind == "coupons":
         _only(doc, {"coupons", "op", "value", "template", "within_days"}, field)
+        if doc.get("coupons") == "held" and "within_days" in doc:
+            raise _fail(f"{field}.within_days", "applies to used coupons, not held ones")
         return CouponCondition(
             metric=_enum(CouponMetric, doc["coupons"], f"{field}.coupons"),
             test=_comparison(doc, field, numeric=True),
@@ -317,6 +320,8 @@ def _scalar(value: Any, field: str, numeric: bool) -> Any:
     if numeric:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail(field, "must be a number")
+        if not math.isfinite(value) or abs(value) >= 2**63:
+            raise _fail(field, "must be a finite number below 2^63 in size")
         return value
     if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
         raise _fail(field, "must be a string of up to 200 printable characters")

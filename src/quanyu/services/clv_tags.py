@@ -78,12 +78,45 @@ def compute(
         "time_unit": "day",
     }
     x, tx, age = f["x"], f["tx"], f["age"]
-    if model.value == "p_alive":
+    gg = f["gg"]
+    if model.value == "clv" and gg is not None and gg.params.q > 1:
+        g = gg.params
+        version += f";gg:p={g.p:.4g},q={g.q:.4g},gamma={g.gamma:.4g}"
+    with np.errstate(all="ignore"):  # a degenerate fit gives NaN, marked below
+        score, value = _predict(
+            model.value, settings, f=f, p=p, x=x, tx=tx, age=age, details=details
+        )
+    finite = np.isfinite(score)
+    if not finite.all():
+        value = np.where(finite, value, "unscored")
+        details["unscored"] = int((~finite).sum())
+    table = pa.table(
+        {
+            "member_id": f["ids"],
+            "value": pa.array(np.asarray(value).astype(str)),
+            "score": pa.array(np.where(finite, score, 0.0), mask=~finite),
+        }
+    )
+    return table, version, details
+
+
+def _predict(
+    model: str,
+    settings: dict[str, int],
+    *,
+    f: dict[str, Any],
+    p: clv.BetaGeoParams,
+    x: Any,
+    tx: Any,
+    age: Any,
+    details: dict[str, Any],
+) -> tuple[Any, Any]:
+    if model == "p_alive":
         score = p.probability_alive(x, tx, age=age)
         value = np.select(
             [score >= lo for lo, _ in P_ALIVE_BANDS], [name for _, name in P_ALIVE_BANDS], "low"
         )
-    elif model.value == "expected_purchases":
+    elif model == "expected_purchases":
         horizon = settings.get("horizon_days", 90)
         score = p.conditional_expected_purchases(x, tx, age=age, t=horizon)
         value = np.where(score >= 3, "3+", np.floor(score + 0.5).astype(int).astype(str))
@@ -102,7 +135,6 @@ def compute(
                 "gamma": g.gamma,
                 "converged": gg.converged,
             }
-            version += f";gg:p={g.p:.4g},q={g.q:.4g},gamma={g.gamma:.4g}"
             score = clv.customer_lifetime_value(
                 p,
                 g,
@@ -116,11 +148,4 @@ def compute(
             )
         ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")
         value = np.char.add("q", (ranks * 5 // max(len(score), 1) + 1).astype(str))
-    table = pa.table(
-        {
-            "member_id": f["ids"],
-            "value": pa.array(np.asarray(value).astype(str)),
-            "score": pa.array(np.asarray(score, dtype=float)),
-        }
-    )
-    return table, version, details
+    return np.asarray(score, dtype=float), value

@@ -11,6 +11,7 @@ export audit) is written to the operational database, in one transaction per com
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -54,6 +55,7 @@ EXPORT_COLUMNS = (
 )
 WRITE_CHUNK = 5_000
 MAX_PERIOD_DAYS = 3_660
+MAX_PURPOSE = 32
 
 
 # ---------------------------------------------------------------- the analytics store
@@ -121,7 +123,8 @@ class Analytics:
         """The canonical tables, refreshed first when older than ``max_age``."""
         if self.direct:
             minutes = canonical.offset_minutes(self.timezone, self.platform.clock.now())
-            return canonical.views(self.source(), minutes=minutes)
+            with self.lock:
+                return canonical.views(self.source(), minutes=minutes)
         with self.lock:
             stale = (
                 self._synced is None
@@ -227,6 +230,14 @@ def kpi(
         raise ValidationFailed(f"unknown metric; one of {', '.join(METRIC_NAMES)}", field="metric")
     if query.until <= query.since:
         raise ValidationFailed("until must be after since", field="until")
+    if metric == "acquisition_cost":
+        # Costs are loaded per channel and month for the whole program.
+        for dim, codes in query.filters.items():
+            if codes and dim is not kpis.Dimension.CHANNEL:
+                raise ValidationFailed(
+                    "recruitment costs are per channel: filter CAC by channel only",
+                    field=dim.value,
+                )
     a = analytics(platform)
     tables = a.tables()
     expr: ir.Table
@@ -394,7 +405,8 @@ def run_tags(
         if unknown:
             raise NotFound("tag", unknown[0])
     results = []
-    chosen = [d for d in _run_order(defs) if not codes or d.code in codes]
+    wanted = _with_dependencies(defs, codes) if codes else None
+    chosen = [d for d in _run_order(defs) if wanted is None or d.code in wanted]
     with a.lock:
         tables = a.tables()
         as_of = a.now()
@@ -419,6 +431,22 @@ def run_tags(
                     )
                 )
     return results
+
+
+def _with_dependencies(defs: Sequence[Any], codes: Sequence[str]) -> set[str]:
+    """``codes`` and every rule or model tag they use, directly or not."""
+    by_code = {d.code: d for d in defs}
+    wanted: set[str] = set()
+    todo = list(codes)
+    while todo:
+        code = todo.pop()
+        if code in wanted or code not in by_code:
+            continue
+        wanted.add(code)
+        d = by_code[code]
+        if d.kind == TagKind.RULE:
+            todo.extend(tags_used(parse(d.document, field="document")))
+    return wanted
 
 
 def _levels(ordered: Sequence[Any]) -> list[list[Any]]:
@@ -455,14 +483,14 @@ def _run_one(
                 "score": pa.nulls(len(ids), pa.float64()),
             }
         )
-        version = f"rule-{d.code}-v{d.version}"
+        version = f"rule-v{d.version}"
     elif (expr := tag_expression(tables, d.kind, d.document, as_of=as_of)) is None:
         from quanyu.services import clv_tags  # noqa: PLC0415 - numpy/scipy only when used
 
         data, version, details = clv_tags.compute(a, tables, d.document, as_of=as_of)
     else:
         data = a.execute(expr)
-        version = f"{d.kind}-{d.code}-v{d.version}"
+        version = f"{d.kind}-v{d.version}"
         if d.kind == TagKind.MODEL:
             version = {"rfm": models.RFM_VERSION, "lifecycle": models.LIFECYCLE_VERSION}[
                 d.document["model"]
@@ -478,19 +506,6 @@ def _run_one(
             "computed_at": pa.array([computed_at] * data.num_rows, pa.timestamp("us")),
         }
     )
-    store = a.store()
-    if not a.direct:
-        con = store.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM member_tags WHERE tag = ?", [d.code])
-            con.register("_tagged", data)
-            con.execute("INSERT INTO member_tags SELECT * FROM _tagged")
-            con.unregister("_tagged")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     counts: dict[str, int] = {}
     for value in data.column("value").to_pylist():
         counts[value] = counts.get(value, 0) + 1
@@ -512,6 +527,20 @@ def _run_one(
                 finished_at=finished,
             )
         )
+    # The operational write is the record; the analytics copy follows it.
+    store = a.store()
+    if not a.direct:
+        con = store.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM member_tags WHERE tag = ?", [d.code])
+            con.register("_tagged", data)
+            con.execute("INSERT INTO member_tags SELECT * FROM _tagged")
+            con.unregister("_tagged")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
     return {
         "tag": d.code,
         "version": d.version,
@@ -740,8 +769,11 @@ def snapshot(platform: Platform, code: str, *, actor: str) -> dict[str, Any]:
     definition = segment(platform, code)
     current = set(segment_member_ids(platform, code))
     at = platform.clock.now()
-    with platform.engine.begin() as conn:
-        seg_id = conn.execute(select(t.segments.c.id).where(t.segments.c.code == code)).scalar_one()
+    with platform.serial or contextlib.nullcontext(), platform.engine.begin() as conn:
+        # One snapshot of a segment at a time: the next one diffs against this one.
+        seg_id = conn.execute(
+            select(t.segments.c.id).where(t.segments.c.code == code).with_for_update()
+        ).scalar_one()
         sm, prof = t.segment_members, t.profiles
         rows = conn.execute(
             select(sm.c.profile_id, prof.c.status)
@@ -995,6 +1027,10 @@ def record_consents(
 ) -> list[dict[str, Any]]:
     for purpose in consents:
         validate_codes([purpose], f"consents.{purpose}")
+        if len(purpose) > MAX_PURPOSE:
+            raise ValidationFailed(
+                f"a purpose has at most {MAX_PURPOSE} characters", field=f"consents.{purpose}"
+            )
     at = platform.clock.now()
     with platform.engine.begin() as conn:
         pid = current_profile_id(conn, profile_id)

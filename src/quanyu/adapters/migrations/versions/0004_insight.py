@@ -86,7 +86,7 @@ def upgrade() -> None:
         ),
         sa.Column("tag", sa.String(length=64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("model_version", sa.String(length=64), nullable=False),
+        sa.Column("model_version", sa.String(length=255), nullable=False),
         sa.Column("members", sa.BigInteger(), nullable=False),
         sa.Column("distribution", sa.JSON(), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
@@ -209,7 +209,7 @@ def upgrade() -> None:
         sa.Column("tag", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=64), nullable=False),
         sa.Column("score", sa.Float(), nullable=True),
-        sa.Column("model_version", sa.String(length=64), nullable=False),
+        sa.Column("model_version", sa.String(length=255), nullable=False),
         sa.Column("computed_at", quanyu.adapters.tables.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["profile_id"], ["profiles.id"], name=op.f("fk_member_tags_profile_id_profiles")
