@@ -135,11 +135,10 @@ def test_rule_tags_select_members_by_order_aggregates_and_write_back(
     assert insight.member_tags(shop.platform, march["b"]) == []
 
 
-def test_a_rule_tag_can_use_another_tag_and_runs_after_it(
-    shop: Shop, march: dict[str, int]
-) -> None:
+def define_big_tags(platform: Platform) -> None:
+    """``big``: net sales of 250 yuan or more; ``big_single``: big, in one order."""
     insight.define_tag(
-        shop.platform,
+        platform,
         code="big",
         name="Big",
         kind="rule",
@@ -147,13 +146,19 @@ def test_a_rule_tag_can_use_another_tag_and_runs_after_it(
         actor="t",
     )
     insight.define_tag(
-        shop.platform,
+        platform,
         code="big_single",
         name="Big, one order",
         kind="rule",
         document={"all": [{"tag": "big"}, {"orders": "count", "op": "eq", "value": 1}]},
         actor="t",
     )
+
+
+def test_a_rule_tag_can_use_another_tag_and_runs_after_it(
+    shop: Shop, march: dict[str, int]
+) -> None:
+    define_big_tags(shop.platform)
     shop.at(local(2026, 3, 20))
     runs = {r["tag"]: r["members"] for r in insight.run_tags(shop.platform, actor="t")}
     assert runs == {"big": 2, "big_single": 1}  # a (30,000 over two orders) and b

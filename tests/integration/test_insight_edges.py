@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from test_insight import define_big_tags
 
 from conftest import Shop, local, phone
 from quanyu.analytics import kpis
@@ -89,27 +90,12 @@ def test_a_consent_purpose_longer_than_32_characters_is_rejected(shop: Shop) -> 
 def test_running_one_tag_runs_the_tags_it_uses_first(shop: Shop) -> None:
     shop.register(("phone", phone(1)), at=local(2026, 3, 1, 9))
     shop.order("A1", ("phone", phone(1)), paid=30_000, at=local(2026, 3, 2))
-    insight.define_tag(
-        shop.platform,
-        code="big",
-        name="Big",
-        kind="rule",
-        document={"orders": "sales", "op": "gte", "value": 25_000},
-        actor="t",
-    )
-    insight.define_tag(
-        shop.platform,
-        code="big_once",
-        name="Big once",
-        kind="rule",
-        document={"all": [{"tag": "big"}, {"orders": "count", "op": "eq", "value": 1}]},
-        actor="t",
-    )
+    define_big_tags(shop.platform)
     runs = {
         r["tag"]: r["members"]
-        for r in insight.run_tags(shop.platform, codes=["big_once"], actor="t")
+        for r in insight.run_tags(shop.platform, codes=["big_single"], actor="t")
     }
-    assert runs == {"big": 1, "big_once": 1}
+    assert runs == {"big": 1, "big_single": 1}
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
