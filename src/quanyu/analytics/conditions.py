@@ -13,7 +13,7 @@ a member with none are 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import ibis
@@ -87,6 +87,7 @@ class _Compiler:
         self.base = tables["members"]
         self.columns: dict[int, str] = {}
         self.groups: dict[str, dict[str, Condition]] = {}
+        self.restricted = False
 
     def collect(self, cond: Condition) -> None:
         match cond:
@@ -112,8 +113,18 @@ class _Compiler:
             return f"coupons_{cond.metric.value}"
         return "tags"
 
-    def aggregates(self) -> list[ir.Table]:
-        return [self._aggregate(source, tests) for source, tests in self.groups.items()]
+    def restrict(self, tests: Sequence[AttrCondition]) -> None:
+        """Only members that pass ``tests``; their facts alone are grouped."""
+        self.base = self.base.filter(*[self.predicate(self.base, test) for test in tests])
+        self.restricted = True
+
+    def joined(self) -> ir.Table:
+        """The members with one column per fact test, from one aggregate per fact table."""
+        table = self.base
+        for source, tests in self.groups.items():
+            aggregate = self._aggregate(source, tests)
+            table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
+        return table
 
     def _aggregate(self, source: str, tests: dict[str, Condition]) -> ir.Table:
         facts = self._facts(source)
@@ -137,7 +148,7 @@ class _Compiler:
 
     def _facts(self, source: str) -> ir.Table:
         facts = self._all_facts(source)
-        if self.base is not self.tables["members"]:  # only the members still in question
+        if self.restricted:  # only the members still in question
             facts = facts.filter(facts.member_id.isin(self.base.member_id))
         return facts
 
@@ -278,9 +289,7 @@ def evaluate(tables: Tables, named: Mapping[str, Condition], *, as_of: datetime)
     compiler = _Compiler(tables, as_of)
     for condition in named.values():
         compiler.collect(condition)
-    table = compiler.base
-    for aggregate in compiler.aggregates():
-        table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
+    table = compiler.joined()
     return table.select(
         "member_id", **{name: compiler.predicate(table, c) for name, c in named.items()}
     )
@@ -296,14 +305,10 @@ def matching(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Tab
     compiler.collect(condition)
     parts = condition.parts if isinstance(condition, AllOf) else (condition,)
     required = [p for p in parts if isinstance(p, AttrCondition)]
-    base = compiler.base
     if required:
-        base = base.filter(*[compiler.predicate(base, p) for p in required])
-        compiler.base = base
-    table = base
-    for aggregate in compiler.aggregates():
-        table = table.left_join(aggregate, table.member_id == aggregate.k).drop("k")
-    return table.filter(compiler.predicate(table, condition)).select(*base.columns)
+        compiler.restrict(required)
+    table = compiler.joined()
+    return table.filter(compiler.predicate(table, condition)).select(*compiler.base.columns)
 
 
 def member_ids(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:

@@ -20,9 +20,10 @@ margin (10 minutes) after stamping its rows would be missed until the next full 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -96,6 +97,19 @@ def open_store(path: Path | str) -> Any:
     return con
 
 
+@contextlib.contextmanager
+def transaction(store: Any) -> Iterator[Any]:
+    """The store's raw DuckDB connection in one transaction, committed on success."""
+    con = store.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def last_sync(store: Any) -> datetime | None:
     rows = store.raw_sql(f"SELECT synced_at FROM {STATE} WHERE name = 'facts'").fetchall()
     return rows[0][0] if rows else None
@@ -136,9 +150,7 @@ def sync(
     }
     merges = _merges_since(op, since)
     steps = len(facts) + len(dims) + 1
-    con = store.con
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(store) as con:
         for i, (name, expr) in enumerate({**facts, **dims}.items()):
             data = expr.to_pyarrow()
             report.rows[name] = data.num_rows
@@ -180,10 +192,6 @@ def sync(
         con.execute(
             f"INSERT OR REPLACE INTO {STATE} VALUES ('facts', ?)", [now.replace(tzinfo=None)]
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     if progress:
         progress("sync", steps, steps)
     report.seconds = time.perf_counter() - started

@@ -34,10 +34,10 @@ def _json(text: str, field: str) -> Any:
 
 
 def _print_rows(rows: list[dict[str, Any]], fmt: str, out_file: Path | None) -> None:
-    from quanyu.services import insight  # noqa: PLC0415
+    from quanyu.services.reports import to_csv  # noqa: PLC0415
 
     if fmt == "csv":
-        text = insight.to_csv(rows)
+        text = to_csv(rows)
     elif fmt == "json":
         text = orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n"
     else:
@@ -114,17 +114,7 @@ def refresh(full: Annotated[bool, typer.Option(help="Copy everything again")] = 
         def tick(stage: str, done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        from quanyu.analytics import sync  # noqa: PLC0415
-
-        a = insight.analytics(platform)
-        report = sync.sync(
-            a.source(),
-            a.store(),
-            now=a.platform.clock.now().replace(tzinfo=None),
-            timezone=a.timezone,
-            full=full,
-            progress=tick,
-        )
+        report = insight.analytics(platform).refresh(full=full, progress=tick)
         insight.close_analytics(platform)
     rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
     kind = "full" if report.full else "incremental"

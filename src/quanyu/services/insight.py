@@ -12,7 +12,6 @@ export audit) is written to the operational database, in one transaction per com
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import math
 import threading
@@ -20,14 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from quanyu.adapters import tables as t
 from quanyu.analytics import canonical, conditions, kpis, models, sync
@@ -36,6 +35,7 @@ from quanyu.domain.errors import NotFound, Unavailable, ValidationFailed
 from quanyu.domain.segments import Condition, parse, tags_used, validate_codes
 from quanyu.domain.tags import Model, TagKind, validate_definition
 from quanyu.services.members import current_profile_id
+from quanyu.services.reports import to_csv
 from quanyu.services.uow import Platform
 
 CONSENT_FOR_IDENTITY = {
@@ -54,6 +54,7 @@ EXPORT_COLUMNS = (
     "wechat_openid",
 )
 WRITE_CHUNK = 5_000
+T = TypeVar("T")
 MAX_PERIOD_DAYS = 3_660
 MAX_PURPOSE = 32
 
@@ -106,7 +107,9 @@ class Analytics:
         minutes = canonical.offset_minutes(self.timezone, at)
         return (at.astimezone(UTC) + timedelta(minutes=minutes)).replace(tzinfo=None)
 
-    def refresh(self, *, full: bool = False) -> sync.SyncReport:
+    def refresh(
+        self, *, full: bool = False, progress: sync.Progress | None = None
+    ) -> sync.SyncReport:
         with self.lock:
             report = sync.sync(
                 self.source(),
@@ -114,6 +117,7 @@ class Analytics:
                 now=self.platform.clock.now().astimezone(UTC).replace(tzinfo=None),
                 timezone=self.timezone,
                 full=full,
+                progress=progress,
             )
             self._synced = datetime.now(UTC)
             self.memo.clear()
@@ -184,15 +188,6 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
             elif isinstance(value, float) and math.isnan(value):
                 row[key] = None
     return out
-
-
-def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    names = list(columns or (rows[0].keys() if rows else []))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=names, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 # ---------------------------------------------------------------- KPIs
@@ -269,10 +264,6 @@ def _point_value(platform: Platform) -> float:
     return float(programs[min(programs)].point_value_minor) if programs else 1.0
 
 
-def all_kpis(platform: Platform, query: kpis.KpiQuery) -> dict[str, list[dict[str, Any]]]:
-    return {name: kpi(platform, name, query) for name in METRIC_NAMES}
-
-
 # ---------------------------------------------------------------- tags
 
 
@@ -340,23 +331,19 @@ def list_tags(platform: Platform) -> list[dict[str, Any]]:
         return [_definition(r) for r in rows]
 
 
-def tag_expression(
-    tables: kpis.Tables, kind: str, document: Any, *, as_of: datetime
-) -> ir.Table | None:
-    """(member_id, value, score) of a rule or relational model tag; None for the
-    models fitted in Python (BG/NBD, CLV)."""
-    if kind == TagKind.RULE:
-        hit = conditions.member_ids(tables, parse(document, field="document"), as_of=as_of)
-        return hit.mutate(value=ibis.literal("true"), score=ibis.null("float64"))
-    model, settings = validate_definition("model", kind, document)
+def model_expression(
+    tables: kpis.Tables, document: Any, *, as_of: datetime
+) -> tuple[ir.Table, str] | None:
+    """(member_id, value, score) of a model tag computed by the backend, with its model
+    version; None for the models fitted in Python (BG/NBD, CLV)."""
+    model, settings = validate_definition("model", TagKind.MODEL, document)
     if model is Model.RFM:
         r = models.rfm(tables, as_of=as_of, **settings)
-        return r.select("member_id", "value", "score")
+        return r.select("member_id", "value", "score"), models.RFM_VERSION
     if model is Model.LIFECYCLE:
         th = models.LifecycleThresholds(**settings)
-        return models.lifecycle(tables, as_of=as_of, thresholds=th).select(
-            "member_id", "value", "score"
-        )
+        stages = models.lifecycle(tables, as_of=as_of, thresholds=th)
+        return stages.select("member_id", "value", "score"), models.LIFECYCLE_VERSION
     return None
 
 
@@ -474,7 +461,8 @@ def _run_one(
 ) -> dict[str, Any]:
     started = platform.clock.now()
     details: dict[str, Any] = {}
-    if flags is not None and d.kind == TagKind.RULE:
+    if d.kind == TagKind.RULE:
+        assert flags is not None  # run_tags evaluates a level's rule tags together
         ids = flags.filter(flags.column(d.code)).column("member_id")
         data = pa.table(
             {
@@ -484,17 +472,12 @@ def _run_one(
             }
         )
         version = f"rule-v{d.version}"
-    elif (expr := tag_expression(tables, d.kind, d.document, as_of=as_of)) is None:
+    elif (found := model_expression(tables, d.document, as_of=as_of)) is None:
         from quanyu.services import clv_tags  # noqa: PLC0415 - numpy/scipy only when used
 
         data, version, details = clv_tags.compute(a, tables, d.document, as_of=as_of)
     else:
-        data = a.execute(expr)
-        version = f"{d.kind}-v{d.version}"
-        if d.kind == TagKind.MODEL:
-            version = {"rfm": models.RFM_VERSION, "lifecycle": models.LIFECYCLE_VERSION}[
-                d.document["model"]
-            ]
+        data, version = a.execute(found[0]), found[1]
     computed_at = as_of
     data = pa.table(
         {
@@ -506,10 +489,8 @@ def _run_one(
             "computed_at": pa.array([computed_at] * data.num_rows, pa.timestamp("us")),
         }
     )
-    counts: dict[str, int] = {}
-    for value in data.column("value").to_pylist():
-        counts[value] = counts.get(value, 0) + 1
-    distribution = dict(sorted(counts.items()))
+    counted = data.column("value").value_counts().to_pylist()
+    distribution = dict(sorted((c["values"], c["counts"]) for c in counted))
     finished = platform.clock.now()
     with platform.engine.begin() as conn:
         if write_back:
@@ -528,19 +509,12 @@ def _run_one(
             )
         )
     # The operational write is the record; the analytics copy follows it.
-    store = a.store()
     if not a.direct:
-        con = store.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with sync.transaction(a.store()) as con:
             con.execute("DELETE FROM member_tags WHERE tag = ?", [d.code])
             con.register("_tagged", data)
             con.execute("INSERT INTO member_tags SELECT * FROM _tagged")
             con.unregister("_tagged")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return {
         "tag": d.code,
         "version": d.version,
@@ -553,11 +527,14 @@ def _run_one(
 
 def _write_tags(conn: Connection, tag: str, data: pa.Table, at: datetime) -> None:
     conn.execute(delete(t.member_tags).where(t.member_tags.c.tag == tag))
-    ids = data.column("member_id").to_pylist()
-    values = data.column("value").to_pylist()
-    scores = data.column("score").to_pylist()
     version = data.column("model_version")[0].as_py() if data.num_rows else ""
-    for start in range(0, len(ids), WRITE_CHUNK):
+    rows = zip(
+        data.column("member_id").to_pylist(),
+        data.column("value").to_pylist(),
+        data.column("score").to_pylist(),
+        strict=True,
+    )
+    for chunk in _chunks(list(rows)):
         conn.execute(
             insert(t.member_tags),
             [
@@ -569,12 +546,7 @@ def _write_tags(conn: Connection, tag: str, data: pa.Table, at: datetime) -> Non
                     "model_version": version,
                     "computed_at": at,
                 }
-                for i, v, s in zip(
-                    ids[start : start + WRITE_CHUNK],
-                    values[start : start + WRITE_CHUNK],
-                    scores[start : start + WRITE_CHUNK],
-                    strict=True,
-                )
+                for i, v, s in chunk
             ],
         )
 
@@ -584,8 +556,6 @@ def tag_distribution(platform: Platform, code: str) -> dict[str, Any]:
     definition = tag_definition(platform, code)
     with platform.engine.connect() as conn:
         mt = t.member_tags
-        from sqlalchemy import func  # noqa: PLC0415
-
         rows = conn.execute(
             select(
                 mt.c.value,
@@ -665,8 +635,9 @@ def count(platform: Platform, document: Any) -> dict[str, Any]:
     condition = _condition(document)
     a = analytics(platform)
     with a.lock:
-        expr = conditions.matching(a.tables(), condition, as_of=a.now()).count()
-        return {"members": int(expr.execute()), "as_of": a.now().isoformat()}
+        at = a.now()
+        expr = conditions.matching(a.tables(), condition, as_of=at).count()
+        return {"members": int(expr.execute()), "as_of": at.isoformat()}
 
 
 def overlap(platform: Platform, first: Any, second: Any) -> dict[str, Any]:
@@ -674,17 +645,16 @@ def overlap(platform: Platform, first: Any, second: Any) -> dict[str, Any]:
     b_cond = parse(second, field="second")
     a = analytics(platform)
     with a.lock:
-        tables, at = a.tables(), a.now()
-        left = conditions.member_ids(tables, a_cond, as_of=at).mutate(in_a=ibis.literal(1))
-        right = conditions.member_ids(tables, b_cond, as_of=at).rename(r_id="member_id")
-        right = right.mutate(in_b=ibis.literal(1))
-        j = left.outer_join(right, left.member_id == right.r_id)
-        agg = j.aggregate(
-            first=j.in_a.count(),
-            second=j.in_b.count(),
-            both=(j.in_a.notnull() & j.in_b.notnull()).sum(),
-        ).execute()
-    first_n, second_n, both = (int(agg[c].iloc[0] or 0) for c in ("first", "second", "both"))
+        # Both conditions in one pass over the facts.
+        flags = conditions.evaluate(a.tables(), {"first": a_cond, "second": b_cond}, as_of=a.now())
+        agg = a.execute(
+            flags.aggregate(
+                first=flags.first.sum(),
+                second=flags.second.sum(),
+                both=(flags.first & flags.second).sum(),
+            )
+        ).to_pylist()[0]
+    first_n, second_n, both = (int(agg[c] or 0) for c in ("first", "second", "both"))
     union = first_n + second_n - both
     return {
         "first": first_n,
@@ -755,7 +725,10 @@ def list_segments(platform: Platform) -> list[dict[str, Any]]:
 
 
 def segment_member_ids(platform: Platform, code: str) -> list[int]:
-    definition = segment(platform, code)
+    return _members_of(platform, segment(platform, code))
+
+
+def _members_of(platform: Platform, definition: Mapping[str, Any]) -> list[int]:
     condition = _condition(definition["condition"])
     a = analytics(platform)
     with a.lock:
@@ -767,7 +740,7 @@ def snapshot(platform: Platform, code: str, *, actor: str) -> dict[str, Any]:
     """Record the segment's members now; who entered and who left since the last snapshot
     become ``segment_events`` (journeys trigger on them)."""
     definition = segment(platform, code)
-    current = set(segment_member_ids(platform, code))
+    current = set(_members_of(platform, definition))
     at = platform.clock.now()
     with platform.serial or contextlib.nullcontext(), platform.engine.begin() as conn:
         # One snapshot of a segment at a time: the next one diffs against this one.
@@ -803,41 +776,28 @@ def snapshot(platform: Platform, code: str, *, actor: str) -> dict[str, Any]:
                 insert(t.segment_members),
                 [{"segment_id": seg_id, "profile_id": p, "entered_at": at} for p in chunk],
             )
-            conn.execute(
-                insert(t.segment_events),
-                [
-                    {
-                        "segment_id": seg_id,
-                        "snapshot_id": snap_id,
-                        "profile_id": p,
-                        "kind": "entered",
-                        "occurred_at": at,
-                    }
-                    for p in chunk
-                ],
-            )
-        gone = sorted(before - current)
-        for chunk in _chunks(gone):
+        for chunk in _chunks(sorted(before - current)):
             conn.execute(
                 delete(t.segment_members).where(
                     t.segment_members.c.segment_id == seg_id,
                     t.segment_members.c.profile_id.in_(chunk),
                 )
             )
-        for chunk in _chunks(exited):
-            conn.execute(
-                insert(t.segment_events),
-                [
-                    {
-                        "segment_id": seg_id,
-                        "snapshot_id": snap_id,
-                        "profile_id": p,
-                        "kind": "exited",
-                        "occurred_at": at,
-                    }
-                    for p in chunk
-                ],
-            )
+        for kind, members in (("entered", entered), ("exited", exited)):
+            for chunk in _chunks(members):
+                conn.execute(
+                    insert(t.segment_events),
+                    [
+                        {
+                            "segment_id": seg_id,
+                            "snapshot_id": snap_id,
+                            "profile_id": p,
+                            "kind": kind,
+                            "occurred_at": at,
+                        }
+                        for p in chunk
+                    ],
+                )
     return {
         "segment": code,
         "members": len(current),
@@ -864,7 +824,7 @@ def segment_events(platform: Platform, code: str, *, limit: int = 100) -> list[d
         ]
 
 
-def _chunks(items: Sequence[int], size: int = WRITE_CHUNK) -> Iterable[list[int]]:
+def _chunks(items: Sequence[T], size: int = WRITE_CHUNK) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
 
@@ -964,7 +924,7 @@ def within(tables: kpis.Tables, lat0: float, lon0: float, radius_km: float) -> i
 def haversine_km(
     lat: ir.FloatingValue, lon: ir.FloatingValue, lat0: float, lon0: float
 ) -> ir.FloatingValue:
-    radians = 3.141592653589793 / 180
+    radians = math.pi / 180
     dlat = (lat - lat0) * radians / 2
     dlon = (lon - lon0) * radians / 2
     h = (

@@ -522,9 +522,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """``rows`` as CSV with a header of ``columns``: empty cells for None, times in UTC,
-    decimals as written (``0.3333``)."""
+def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """``rows`` as CSV with a header of ``columns`` (default: the first row's keys): empty
+    cells for None, times in UTC, decimals as written (``0.3333``)."""
+    if columns is None:
+        columns = list(rows[0]) if rows else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from quanyu.analytics import kpis
 from quanyu.entrypoints.api.deps import ActorDep, MemberId, PlatformDep
-from quanyu.services import attribution, insight
+from quanyu.services import attribution, insight, reports
 
 router = APIRouter(tags=["insight"])
 
@@ -38,7 +38,7 @@ Codes = Annotated[list[str] | None, Query(max_length=200)]
 
 def _csv(rows: list[dict[str, Any]], name: str) -> Response:
     return Response(
-        insight.to_csv(rows),
+        reports.to_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
