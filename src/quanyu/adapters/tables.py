@@ -850,3 +850,71 @@ audit_log = Table(
     ts("occurred_at"),
 )
 Index("ix_audit_log_action_at", audit_log.c.action, audit_log.c.occurred_at)
+Index("ix_audit_log_subject", audit_log.c.subject)
+
+# ---------------------------------------------------------------- staff access
+
+staff = Table(
+    "staff",
+    metadata,
+    pk(),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    # hq_admin | hq_operator | analyst | region_manager | store_manager | guide
+    Column("role", String(32), nullable=False),
+    Column("region", String(100), nullable=True),
+    fk("guide_id", "guides.id", nullable=True),
+    Column("language", String(8), nullable=True),  # None: follow the browser
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("created_by", String(200), nullable=False),
+    ts("created_at"),
+)
+
+staff_stores = Table(
+    "staff_stores",
+    metadata,
+    fk("staff_id", "staff.id"),
+    fk("store_id", "stores.id"),
+    PrimaryKeyConstraint("staff_id", "store_id"),
+)
+
+# A console session: the cookie holds the token, the table its SHA-256.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    fk("staff_id", "staff.id", index=True),
+    Column("csrf_token", String(64), nullable=False),
+    ts("created_at"),
+    ts("expires_at"),
+    ts("revoked_at", nullable=True),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    pk(),
+    Column("username", String(64), nullable=False),
+    Column("address", String(64), nullable=False),
+    ts("failed_at"),
+)
+Index("ix_login_failures_username_at", login_failures.c.username, login_failures.c.failed_at)
+Index("ix_login_failures_address_at", login_failures.c.address, login_failures.c.failed_at)
+
+# Integration keys: ``qk_<prefix>_<secret>``; the secret is kept as its SHA-256.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    pk(),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("channels", JSON, nullable=False),  # channel codes; [] means any
+    Column("stores", JSON, nullable=False),  # store codes; [] means any
+    Column("created_by", String(200), nullable=False),
+    ts("created_at"),
+    ts("expires_at", nullable=True),  # set when rotated with a grace period
+    ts("revoked_at", nullable=True),
+    fk("rotated_from_id", "api_keys.id", nullable=True),
+)

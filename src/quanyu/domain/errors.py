@@ -6,7 +6,10 @@ structured fields. The HTTP layer maps them to problem+json in one module
 
     QuanyuError
     ├── ValidationFailed        bad input; names the field            (422)
-    ├── NotFound                an entity does not exist               (404)
+    ├── NotAuthenticated        no valid session or key                (401)
+    ├── Forbidden               authenticated, but not allowed          (403)
+    ├── NotFound                an entity does not exist, or is outside
+    │                           the caller's data scope                (404)
     ├── Conflict                the request clashes with stored state  (409)
     │   ├── IdempotencyConflict same key, different payload
     │   ├── AlreadyExists       a unique business key is taken
@@ -19,6 +22,7 @@ structured fields. The HTTP layer maps them to problem+json in one module
     │   ├── LimitReached        a usage limit, budget or stock is exhausted
     │   ├── OutsideRedemptionWindow
     │   └── ForbiddenInChannel  a SKU the channel's assortment forbids
+    ├── TooManyAttempts         login throttled; ``retry_after`` seconds (429)
     ├── Unavailable             a resource is busy or down; retry later (503)
     └── LedgerInvariantBroken   stored ledger disagrees with itself   (500)
 """
@@ -48,6 +52,27 @@ class ValidationFailed(QuanyuError):
     def __init__(self, detail: str, *, field: str, **fields: Any) -> None:
         super().__init__(detail, field=field, **fields)
         self.field = field
+
+
+class NotAuthenticated(QuanyuError):
+    code = "not_authenticated"
+    title = "Authentication required"
+
+
+class Forbidden(QuanyuError):
+    """``permission`` names what the caller lacks."""
+
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class TooManyAttempts(QuanyuError):
+    code = "too_many_attempts"
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 class NotFound(QuanyuError):

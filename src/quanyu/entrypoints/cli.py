@@ -426,6 +426,11 @@ app.add_typer(cli_insight.tags_app, name="tags")
 app.add_typer(cli_insight.segments_app, name="segments")
 app.add_typer(cli_insight.analytics_app, name="analytics")
 
+from quanyu.entrypoints import cli_access  # noqa: E402 - it uses the helpers above
+
+app.add_typer(cli_access.staff_app, name="staff")
+app.add_typer(cli_access.keys_app, name="keys")
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

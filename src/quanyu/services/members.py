@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from quanyu.adapters import tables as t
+from quanyu.domain.access import SYSTEM, Principal, mask_identity, mask_key_text, mask_value
 from quanyu.domain.errors import AlreadyExists, NotFound, QuanyuError, ValidationFailed
 from quanyu.domain.events import HistoryKind
 from quanyu.domain.identity import IdentityKey, IdentityType, make_key
 from quanyu.domain.orders import IdentityInput, require_aware
+from quanyu.services.access import ensure_visible, visible
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import WorkingSet
 
@@ -205,12 +207,23 @@ def current_profile_id(conn: Connection, profile_id: int) -> int:
     return int(row.merged_into_id) if row.status == "merged" else profile_id
 
 
-def lookup(platform: Platform, type_: str, value: str, namespace: str | None = None) -> int:
+def lookup(
+    platform: Platform,
+    type_: str,
+    value: str,
+    namespace: str | None = None,
+    *,
+    principal: Principal = SYSTEM,
+) -> int:
+    """The member holding an identity, if the principal's scope sees them."""
     key = make_key(
         type_, value, namespace, default_region=platform.default_region, field="identity"
     )
     with platform.engine.connect() as conn:
-        return profile_with(conn, key)
+        pid = profile_with(conn, key)
+        if not principal.scope.everything and not visible(conn, principal.scope, pid):
+            raise NotFound("identity", str(key))
+        return pid
 
 
 def profile_with(conn: Connection, key: IdentityKey, *, entity: str = "identity") -> int:
@@ -227,12 +240,14 @@ def profile_with(conn: Connection, key: IdentityKey, *, entity: str = "identity"
     return current_profile_id(conn, int(pid))
 
 
-def identities_of(conn: Connection, profile_id: int) -> list[dict[str, Any]]:
+def identities_of(
+    conn: Connection, profile_id: int, *, masked: bool = False
+) -> list[dict[str, Any]]:
     return [
         {
             "type": r.type,
             "namespace": r.namespace or None,
-            "value": r.value,
+            "value": mask_identity(r.type, r.value) if masked else r.value,
             "first_seen_at": r.first_seen_at,
             "source": r.source,
         }
@@ -244,12 +259,16 @@ def identities_of(conn: Connection, profile_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def summary(platform: Platform, profile_id: int) -> dict[str, Any]:
-    """The member 360: profile, identities, memberships with tier and balances, totals."""
+def summary(
+    platform: Platform, profile_id: int, *, principal: Principal = SYSTEM
+) -> dict[str, Any]:
+    """The member 360: profile, identities, memberships with tier and balances, totals.
+    Outside the principal's scope the member is not found; phone and e-mail are masked
+    for staff and keys (reveal them with :func:`access.reveal`)."""
     from quanyu.services.points import balances  # noqa: PLC0415 - points builds on members
 
     with platform.engine.connect() as conn:
-        pid = current_profile_id(conn, profile_id)
+        pid = ensure_visible(conn, principal.scope, profile_id)
         p = conn.execute(select(t.profiles).where(t.profiles.c.id == pid)).one()
         ref = platform.reference.get(conn)
         memberships = []
@@ -297,7 +316,7 @@ def summary(platform: Platform, profile_id: int) -> dict[str, Any]:
             "home_store": ref.stores_by_id[p.home_store_id].code if p.home_store_id else None,
             "created_at": p.created_at,
             "is_member": bool(memberships),
-            "identities": identities_of(conn, pid),
+            "identities": identities_of(conn, pid, masked=principal.masks_pii),
             "memberships": memberships,
             "orders": {
                 "count": stats[0],
@@ -310,17 +329,26 @@ def summary(platform: Platform, profile_id: int) -> dict[str, Any]:
         }
 
 
-def member_identities(platform: Platform, profile_id: int) -> list[dict[str, Any]]:
+def member_identities(
+    platform: Platform, profile_id: int, *, principal: Principal = SYSTEM
+) -> list[dict[str, Any]]:
     with platform.engine.connect() as conn:
-        return identities_of(conn, current_profile_id(conn, profile_id))
+        pid = ensure_visible(conn, principal.scope, profile_id)
+        return identities_of(conn, pid, masked=principal.masks_pii)
 
 
 def member_history(
-    platform: Platform, profile_id: int, *, limit: int = 100, before_id: int | None = None
+    platform: Platform,
+    profile_id: int,
+    *,
+    limit: int = 100,
+    before_id: int | None = None,
+    principal: Principal = SYSTEM,
 ) -> list[dict[str, Any]]:
     """Newest first: registrations, orders, refunds, points, tier changes and merges."""
+    masked = principal.masks_pii
     with platform.engine.connect() as conn:
-        pid = current_profile_id(conn, profile_id)
+        pid = ensure_visible(conn, principal.scope, profile_id)
         query = select(t.history).where(t.history.c.profile_id == pid)
         if before_id is not None:
             query = query.where(t.history.c.id < before_id)
@@ -331,8 +359,8 @@ def member_history(
             {
                 "id": r.id,
                 "kind": r.kind,
-                "summary": r.summary,
-                "data": r.data,
+                "summary": mask_key_text(r.summary) if masked else r.summary,
+                "data": mask_value(r.data) if masked else r.data,
                 "actor": r.actor,
                 "occurred_at": r.occurred_at,
             }

@@ -43,6 +43,9 @@ class Platform:
     serial: threading.RLock | None = None
     analytics_path: str = ":memory:"  # the DuckDB analytics store
     analytics_direct: bool = False  # run analytics on the operational database instead
+    # Set once a staff account or integration key is known to exist (services/access.py).
+    auth_closed: bool = False
+    auth_checked_at: float = 0.0
 
     def __post_init__(self) -> None:
         # SQLite runs one write transaction at a time (BEGIN IMMEDIATE). Threads of one

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 
 from quanyu.entrypoints.api import errors
+from quanyu.entrypoints.api.auth import authorize
 from quanyu.entrypoints.api.routers import (
+    access,
     assortment,
     benefits,
     coupons,
@@ -46,8 +48,9 @@ def create_app(platform: Platform) -> FastAPI:
         reports,
         insight,
         setup,
+        access,
     ):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(authorize)])
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
 
+from quanyu.domain.access import PrincipalKind
 from quanyu.services.uow import Platform
 
 # Dependencies are ``async def`` so that FastAPI calls them on the event loop: a plain
@@ -17,8 +18,14 @@ async def platform(request: Request) -> Platform:
     return p
 
 
-async def actor(x_quanyu_actor: Annotated[str | None, Header(max_length=190)] = None) -> str:
-    """Who is acting: the caller names itself until staff accounts and API keys arrive."""
+async def actor(
+    request: Request, x_quanyu_actor: Annotated[str | None, Header(max_length=190)] = None
+) -> str:
+    """Who is acting: the staff account or integration key (``entrypoints/api/auth.py``
+    puts it on the request first); in set-up mode the caller names itself."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.kind is not PrincipalKind.SYSTEM:
+        return str(principal.actor)
     return f"api:{x_quanyu_actor}" if x_quanyu_actor else "api"
 
 

@@ -13,9 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from quanyu.domain.errors import (
     BusinessRuleViolation,
     Conflict,
+    Forbidden,
     LedgerInvariantBroken,
+    NotAuthenticated,
     NotFound,
     QuanyuError,
+    TooManyAttempts,
     Unavailable,
     ValidationFailed,
 )
@@ -23,6 +26,9 @@ from quanyu.domain.errors import (
 PROBLEM = "application/problem+json"
 
 STATUS: list[tuple[type[QuanyuError], int]] = [
+    (NotAuthenticated, 401),
+    (Forbidden, 403),
+    (TooManyAttempts, 429),
     (NotFound, 404),
     (Conflict, 409),
     (ValidationFailed, 422),
@@ -72,7 +78,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QuanyuError)
     async def _domain(request: Request, exc: QuanyuError) -> JSONResponse:
         body = problem_body(exc, request.url.path)
-        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM)
+        headers = {}
+        if isinstance(exc, TooManyAttempts):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, NotAuthenticated):
+            headers["WWW-Authenticate"] = 'Bearer realm="quanyu"'
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,236 @@
+"""Staff access through the API: set-up mode, integration keys, sessions with CSRF, data
+scopes, masking with audited reveals, and login throttling."""
+
+# ruff: noqa: F811
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from test_api import API, PHONE, api, club, member, ok, order_json, problem  # noqa: F401
+
+from conftest import phone
+from quanyu.clock import FixedClock
+from quanyu.domain.access import Role
+from quanyu.domain.errors import NotAuthenticated, TooManyAttempts
+from quanyu.entrypoints.api.app import create_app
+from quanyu.entrypoints.api.auth import API_PREFIX, ROUTES, SESSION_COOKIE
+from quanyu.services import access
+from quanyu.services.uow import Platform
+
+PASSWORD = "correct horse battery"
+
+
+def staff(platform: Platform, username: str, role: Role, **scope: Any) -> None:
+    access.create_staff(
+        platform, username=username, password=PASSWORD, role=role, actor="test", **scope
+    )
+
+
+def logged_in(platform: Platform, username: str) -> TestClient:
+    """A client holding ``username``'s session cookie, sending its CSRF token."""
+    token, csrf = access.login(platform, username=username, password=PASSWORD, address="t")
+    client = TestClient(create_app(platform))
+    client.cookies.set(SESSION_COOKIE, token)
+    client.headers["X-CSRF-Token"] = csrf
+    return client
+
+
+def other_member(api: TestClient) -> int:
+    body = ok(
+        api.post(
+            f"{API}/members",
+            json={"identities": [{"type": "phone", "value": phone(2)}], "store": "BJ01"},
+        ),
+        201,
+    )
+    return int(body["member_id"])
+
+
+def test_every_api_route_names_the_permission_it_needs(platform: Platform) -> None:
+    app = create_app(platform)
+    routes = {
+        (method.upper(), path.removeprefix(API_PREFIX))
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith(API_PREFIX)
+        for method in operations
+    }
+    assert routes, "no API routes found"
+    assert routes - set(ROUTES) == set()
+
+
+def test_the_api_is_open_until_the_first_account_or_key_exists(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    body = ok(api.get(f"{API}/members/{member}"))
+    assert body["identities"][0]["value"].endswith(PHONE[-4:])
+    access.create_key(platform, name="pos", actor="test")
+    problem(api.get(f"{API}/members/{member}"), 401, "not_authenticated")
+
+
+def test_orders_need_a_key_for_their_channel_and_store_once_keys_exist(
+    platform: Platform, api: TestClient, club: None
+) -> None:
+    key = access.create_key(platform, name="SH POS", channels=["pos"], stores=["SH01"], actor="t")
+    problem(api.post(f"{API}/orders", json=order_json("O-1")), 401, "not_authenticated")
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    result = ok(api.post(f"{API}/orders", json=order_json("O-1"), headers=auth), 201)
+    assert result["order_id"]
+    elsewhere = order_json("O-2", store="BJ01")
+    problem(api.post(f"{API}/orders", json=elsewhere, headers=auth), 403, "forbidden", "store")
+    online = order_json("O-3", channel="tmall", store=None)
+    problem(api.post(f"{API}/orders", json=online, headers=auth), 403, "forbidden", "channel")
+    batch = ok(
+        api.post(
+            f"{API}/orders/batch",
+            json={"items": [order_json("O-4"), elsewhere]},
+            headers={"X-Api-Key": key["key"]},
+        )
+    )
+    assert [i["ok"] for i in batch["items"]] == [True, False]
+    assert batch["items"][1]["problem"]["status"] == 403
+    # A key cannot reach set-up or analytics.
+    problem(api.get(f"{API}/kpis/sales", headers=auth), 403, "forbidden")
+
+
+def test_a_rotated_key_stops_working_and_its_successor_works(
+    platform: Platform, api: TestClient, club: None, clock: FixedClock
+) -> None:
+    old = access.create_key(platform, name="mall", actor="t")
+    new = access.rotate_key(platform, old["id"], grace_minutes=10, actor="t")
+    for key in (old, new):
+        ok(api.get(f"{API}/setup/stores", headers={"X-Api-Key": key["key"]}))
+    clock.set(clock.now() + timedelta(minutes=11))
+    problem(
+        api.get(f"{API}/setup/stores", headers={"X-Api-Key": old["key"]}), 401, "not_authenticated"
+    )
+    access.revoke_key(platform, new["id"], actor="t")
+    problem(
+        api.get(f"{API}/setup/stores", headers={"X-Api-Key": new["key"]}), 401, "not_authenticated"
+    )
+    stored = {k["prefix"]: k for k in access.list_keys(platform)}
+    assert not stored[old["prefix"]]["active"] and not stored[new["prefix"]]["active"]
+    assert all("key" not in k and "secret_hash" not in k for k in stored.values())
+
+
+def test_a_session_change_without_its_csrf_token_is_refused(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    client = logged_in(platform, "ops")
+    adjustment = {"points": 10, "reason": "goodwill"}
+    ok(client.post(f"{API}/members/{member}/points/adjustments", json=adjustment), 201)
+    del client.headers["X-CSRF-Token"]
+    problem(
+        client.post(f"{API}/members/{member}/points/adjustments", json=adjustment), 403, "forbidden"
+    )
+
+
+def test_a_store_manager_sees_only_the_members_of_their_stores(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    beijing = other_member(api)
+    staff(platform, "sh-manager", Role.STORE_MANAGER, stores=["SH01"])
+    client = logged_in(platform, "sh-manager")
+    ok(client.get(f"{API}/members/{member}"))
+    for path in ("", "/points", "/identities", "/history", "/coupons", "/tier"):
+        problem(client.get(f"{API}/members/{beijing}{path}"), 404, "not_found")
+    problem(
+        client.get(f"{API}/members/lookup", params={"type": "phone", "value": phone(2)}),
+        404,
+        "not_found",
+    )
+    problem(client.get(f"{API}/merges"), 403, "forbidden")
+
+
+def test_a_guide_sees_only_their_bound_members(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    unbound = other_member(api)
+    staff(platform, "wang", Role.GUIDE, guide="G001")
+    client = logged_in(platform, "wang")
+    ok(client.get(f"{API}/members/{member}"))
+    problem(client.get(f"{API}/members/{unbound}"), 404, "not_found")
+
+
+def test_phone_is_masked_and_a_reveal_needs_permission_and_is_audited(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    staff(platform, "analyst", Role.ANALYST)
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    analyst = logged_in(platform, "analyst")
+    shown = ok(analyst.get(f"{API}/members/{member}"))["identities"][0]["value"]
+    assert shown == "138****0001"
+    history = ok(analyst.get(f"{API}/members/{member}/history"))
+    assert "0013" not in str(history)
+    problem(analyst.post(f"{API}/members/{member}/reveal"), 403, "forbidden")
+    assert access.audit_entries(platform, action="reveal") == []
+    revealed = ok(logged_in(platform, "ops").post(f"{API}/members/{member}/reveal"))
+    assert revealed[0]["value"] == "+8613800130001"
+    (entry,) = access.audit_entries(platform, action="reveal")
+    assert entry["actor"] == "staff:ops"
+    assert entry["subject"] == f"member:{member}"
+
+
+def test_failed_logins_are_throttled_per_account(platform: Platform, clock: FixedClock) -> None:
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated):
+            access.login(platform, username="ops", password="wrong password", address="a")
+    with pytest.raises(TooManyAttempts) as throttled:
+        access.login(platform, username="ops", password=PASSWORD, address="b")
+    assert throttled.value.retry_after > 0
+    clock.set(clock.now() + timedelta(minutes=16))
+    token, _ = access.login(platform, username="ops", password=PASSWORD, address="b")
+    assert token
+
+
+def test_a_logged_out_or_deactivated_session_no_longer_works(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    client = logged_in(platform, "ops")
+    ok(client.get(f"{API}/me"))
+    access.logout(platform, client.cookies[SESSION_COOKIE])
+    problem(client.get(f"{API}/me"), 401, "not_authenticated")
+    client = logged_in(platform, "ops")
+    access.set_active(platform, "ops", active=False, actor="t")
+    problem(client.get(f"{API}/me"), 401, "not_authenticated")
+
+
+def test_staff_accounts_need_the_scope_their_role_implies(
+    platform: Platform, api: TestClient, club: None
+) -> None:
+    staff(platform, "admin", Role.HQ_ADMIN)
+    admin = logged_in(platform, "admin")
+    base = {"password": PASSWORD}
+    problem(
+        admin.post(f"{API}/staff", json={**base, "username": "m1", "role": "store_manager"}),
+        422,
+        "validation_failed",
+        "stores",
+    )
+    problem(
+        admin.post(
+            f"{API}/staff",
+            json={**base, "username": "m2", "role": "store_manager", "stores": ["XX"]},
+        ),
+        422,
+        "validation_failed",
+        "stores[0]",
+    )
+    created = ok(
+        admin.post(
+            f"{API}/staff",
+            json={**base, "username": "m3", "role": "region_manager", "region": "CN"},
+        ),
+        201,
+    )
+    assert "password_hash" not in created
+    problem(
+        admin.post(f"{API}/staff", json={**base, "username": "m3", "role": "analyst"}),
+        409,
+        "already_exists",
+    )
