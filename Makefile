@@ -8,6 +8,7 @@ UV := $(PYTHON) -m uv
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --locked
+	npm ci --no-audit --no-fund --loglevel=error
 
 demo: install
 	$(UV) run quanyu demo
@@ -24,6 +25,7 @@ typecheck: install
 
 test: install lint typecheck
 	bash scripts/ensure-postgres
+	bash scripts/ensure-chromium
 	$(UV) run pytest -q -p no:cacheprovider
 
 unit: install

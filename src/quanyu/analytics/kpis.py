@@ -162,6 +162,19 @@ def sales(tables: Tables, query: KpiQuery) -> ir.Table:
     )
 
 
+def guide_sales(tables: Tables, query: KpiQuery) -> ir.Table:
+    """Per bound guide: net sales and orders of the members bound to them, in every
+    channel, in the period (the guide leaderboard). Filters apply to the member."""
+    o = _in_period(counted_orders(tables), "ordered_at", query)
+    m = _scoped(tables["members"], query).filter(lambda m: m.guide.notnull())
+    m = m.select(b_id="member_id", bound_guide="guide")
+    j = o.join(m, o.member_id == m.b_id)
+    out = j.group_by("bound_guide").aggregate(
+        bound_sales=j.net_sales.sum(), bound_orders=j.count(), bound_buyers=j.member_id.nunique()
+    )
+    return out.rename(guide="bound_guide").order_by(ibis.desc("bound_sales"))
+
+
 def active_members(tables: Tables, query: KpiQuery) -> ir.Table:
     """Members (joined on or before the order) with at least one counted order."""
     o = counted_orders(tables)

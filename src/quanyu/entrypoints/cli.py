@@ -219,9 +219,20 @@ def demo(
                 name.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value)
             )
         out.print(table)
+    from quanyu.demo.staff import DEMO_PASSWORD, seed_staff  # noqa: PLC0415
+
+    accounts = Table(title=f"console accounts (password: {DEMO_PASSWORD})")
+    for col in ("username", "role", "sees"):
+        accounts.add_column(col)
+    for row in seed_staff(platform):
+        accounts.add_row(*row)
+    out.print(accounts)
     platform.engine.dispose()
     if serve_after:
-        out.print(f"serving on http://{settings.host}:{settings.port}/ (API docs at /docs)")
+        out.print(
+            f"console on http://{settings.host}:{settings.port}/ (log in with an account "
+            f"above); API docs at /docs"
+        )
         serve(None, None, None, LogLevel.info, True)
 
 

@@ -587,7 +587,8 @@ def member_clause(scope: Scope) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if scope.stores:
         parts.append(t.profiles.c.home_store_id.in_(sorted(scope.stores)))
-    m = t.memberships
+    # An alias, so that the EXISTS never correlates with a memberships join outside it.
+    m = t.memberships.alias("scope_memberships")
     member_parts: list[ColumnElement[bool]] = []
     if scope.stores:
         member_parts.append(m.c.store_id.in_(sorted(scope.stores)))
@@ -596,11 +597,13 @@ def member_clause(scope: Scope) -> ColumnElement[bool]:
     if member_parts:
         parts.append(
             exists(
-                select(m.c.id).where(
+                select(m.c.id)
+                .where(
                     m.c.profile_id == t.profiles.c.id,
                     m.c.status == "active",
                     or_(*member_parts),
                 )
+                .correlate(t.profiles)
             )
         )
     if not parts:
@@ -664,3 +667,26 @@ def store_ids_in(scope: Scope, ref: ReferenceData) -> Iterable[int]:
 def count_staff(platform: Platform) -> int:
     with platform.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(t.staff)).scalar_one())
+
+
+def scoped_filters(
+    platform: Platform, principal: Principal, filters: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """KPI filters narrowed to what the principal sees: a store or region manager's
+    figures are those of their stores, a guide's those of their bound members."""
+    scope = principal.scope
+    if scope.everything:
+        return filters
+    ref = platform.reference.get()
+    out = dict(filters)
+    if scope.stores:
+        mine = {ref.stores_by_id[s].code for s in scope.stores if s in ref.stores_by_id}
+        asked = set(filters.get("store") or mine)
+        out["store"] = sorted(asked & mine) or ["-"]  # "-" matches no store
+    if scope.guides:
+        mine = {ref.guides_by_id[g].code for g in scope.guides if g in ref.guides_by_id}
+        asked = set(filters.get("guide") or mine)
+        out["guide"] = sorted(asked & mine) or ["-"]
+    if scope.nothing:
+        out["store"] = ["-"]
+    return out

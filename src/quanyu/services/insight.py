@@ -199,6 +199,7 @@ METRIC_FUNCTIONS: dict[str, Any] = {
     "new_member_conversion": kpis.new_member_conversion,
     "repurchase": kpis.repurchase,
     "acquisition_cost": kpis.acquisition_cost,
+    "guide_sales": kpis.guide_sales,
 }
 METRIC_NAMES = (
     "sales",
@@ -210,6 +211,7 @@ METRIC_NAMES = (
     "lifecycle",
     "acquisition_cost",
     "points_liability",
+    "guide_sales",
 )
 
 

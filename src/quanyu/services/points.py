@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, case, func, select
 from quanyu.adapters import tables as t
 from quanyu.adapters.reference import ProgramConfig, ReferenceData
 from quanyu.domain.errors import NotFound, ValidationFailed
+from quanyu.services.access import audit
 from quanyu.services.members import current_profile_id
 from quanyu.services.uow import Platform, run
 from quanyu.services.working_set import MembershipState, WorkingSet, expiry_for
@@ -186,6 +187,14 @@ def adjust(
             actor=actor,
         )
         ws.flush()
+        audit(
+            ws.conn,
+            action="points_adjust",
+            subject=f"member:{membership.profile_id}",
+            detail={"program": prog.code, "points": points, "reason": reason},
+            actor=actor,
+            at=ws.now,
+        )
         return {
             "member_id": membership.profile_id,
             "program": prog.code,

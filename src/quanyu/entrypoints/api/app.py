@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import RedirectResponse
 
 from quanyu.entrypoints.api import errors
 from quanyu.entrypoints.api.auth import authorize
@@ -21,6 +20,7 @@ from quanyu.entrypoints.api.routers import (
     setup,
     tiers,
 )
+from quanyu.entrypoints.console import pages
 from quanyu.services.uow import Platform
 
 
@@ -34,7 +34,7 @@ def create_app(platform: Platform) -> FastAPI:
         ),
     )
     app.state.platform = platform
-    errors.install(app)
+    errors.install(app, html=pages.html_error)
     # Orders first: routes are matched in order, and orders are the hot path.
     for module in (
         orders,
@@ -52,9 +52,7 @@ def create_app(platform: Platform) -> FastAPI:
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(authorize)])
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    pages.install(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

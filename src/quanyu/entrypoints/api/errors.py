@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from quanyu.domain.errors import (
@@ -74,9 +76,22 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
-def install(app: FastAPI) -> None:
+HtmlErrors = Callable[[Request, QuanyuError, int], Response]
+
+
+def _is_page(request: Request) -> bool:
+    """A console page (HTML) rather than the API or its docs."""
+    path = request.url.path
+    return not path.startswith(("/api/", "/docs", "/openapi", "/redoc", "/healthz"))
+
+
+def install(app: FastAPI, html: HtmlErrors | None = None) -> None:
+    """Errors as problem+json; on console pages, as HTML through ``html``."""
+
     @app.exception_handler(QuanyuError)
-    async def _domain(request: Request, exc: QuanyuError) -> JSONResponse:
+    async def _domain(request: Request, exc: QuanyuError) -> Response:
+        if html is not None and _is_page(request):
+            return await run_in_threadpool(html, request, exc, status_of(exc))
         body = problem_body(exc, request.url.path)
         headers = {}
         if isinstance(exc, TooManyAttempts):
@@ -86,7 +101,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse(body, status_code=body["status"], media_type=PROBLEM, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {
                 "field": "body" if e["type"] == "json_invalid" else field_path(e["loc"]),
@@ -95,6 +110,9 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        if html is not None and _is_page(request):
+            failed = ValidationFailed(f"{first['field']}: {first['message']}", field=first["field"])
+            return await run_in_threadpool(html, request, failed, 422)
         return problem(
             422,
             "Invalid input",

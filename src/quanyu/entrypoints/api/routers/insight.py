@@ -14,8 +14,9 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from quanyu.analytics import kpis
+from quanyu.entrypoints.api.auth import PrincipalDep
 from quanyu.entrypoints.api.deps import ActorDep, MemberId, PlatformDep
-from quanyu.services import attribution, insight, reports
+from quanyu.services import access, attribution, insight, reports
 
 router = APIRouter(tags=["insight"])
 
@@ -30,6 +31,7 @@ Metric = Literal[
     "lifecycle",
     "acquisition_cost",
     "points_liability",
+    "guide_sales",
 ]
 Dim = Literal["brand", "channel", "store", "region", "guide", "tier"]
 CodePath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -47,6 +49,7 @@ def _csv(rows: list[dict[str, Any]], name: str) -> Response:
 @router.get("/kpis/{metric}", response_model=None)
 def kpi(
     p: PlatformDep,
+    who: PrincipalDep,
     metric: Metric,
     *,
     since: date,
@@ -75,6 +78,8 @@ def kpi(
         )
         if codes
     }
+    # A store or region manager gets their stores' figures, a guide their members'.
+    filters = access.scoped_filters(p, who, filters)
     query = insight.kpi_query(
         since=since,
         until=until,

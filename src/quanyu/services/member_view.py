@@ -1,0 +1,132 @@
+"""What staff see of members: search by phone, card, name or any identity, and one
+timeline across every channel. Both keep to the caller's data scope and mask phone and
+e-mail for staff."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from sqlalchemy import func, literal, null, select, union_all
+
+from quanyu.adapters import tables as t
+from quanyu.domain.access import Principal, mask_identity, mask_key_text, mask_value
+from quanyu.domain.errors import ValidationFailed
+from quanyu.domain.identity import normalise_phone
+from quanyu.services.access import ensure_visible, member_clause
+from quanyu.services.uow import Platform
+
+MAX_RESULTS = 50
+
+
+def search(
+    platform: Platform, principal: Principal, text: str, *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Members whose phone, member number, card or other identity equals ``text``, or
+    whose name starts with it; newest first, within the caller's scope."""
+    text = text.strip()
+    if not text:
+        return []
+    if len(text) > 255:
+        raise ValidationFailed("search for at most 255 characters", field="q")
+    limit = max(1, min(limit, MAX_RESULTS))
+    values = {text}
+    digits = text.replace(" ", "").replace("-", "")
+    if digits.lstrip("+").isdigit() and len(digits) >= 7:
+        with contextlib.suppress(ValidationFailed):  # not a phone number after all
+            values.add(normalise_phone(digits, platform.default_region))
+    p, i, m = t.profiles, t.identities, t.memberships
+    by_identity = select(i.c.profile_id.label("pid")).where(i.c.value.in_(sorted(values)))
+    by_member_no = select(m.c.profile_id.label("pid")).where(m.c.member_no == text)
+    by_name = select(p.c.id.label("pid")).where(p.c.name.like(_prefix(text), escape="\\"))
+    hits = union_all(by_identity, by_member_no, by_name).subquery()
+    # A merged profile's identities point at the survivor through ``merged_into_id``.
+    current = func.coalesce(p.c.merged_into_id, p.c.id)
+    ids = select(current.label("id")).join(hits, hits.c.pid == p.c.id).distinct().subquery()
+    masked = principal.masks_pii
+    with platform.engine.connect() as conn:
+        ref = platform.reference.get(conn)
+        rows = conn.execute(
+            select(p, m.c.member_no, m.c.tier_code, m.c.registered_at)
+            .join(ids, ids.c.id == p.c.id)
+            .outerjoin(m, (m.c.profile_id == p.c.id) & (m.c.status == "active"))
+            .where(p.c.status == "active", member_clause(principal.scope))
+            .order_by(p.c.id.desc())
+            .limit(limit)
+        ).all()
+        phones: dict[int, str] = {}
+        if rows:
+            for r in conn.execute(
+                select(i.c.profile_id, i.c.value)
+                .where(i.c.profile_id.in_([r.id for r in rows]), i.c.type == "phone")
+                .order_by(i.c.id)
+            ):
+                phones.setdefault(r.profile_id, r.value)
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "member_no": r.member_no,
+            "tier": r.tier_code,
+            "registered_at": r.registered_at,
+            "home_store": ref.stores_by_id[r.home_store_id].code if r.home_store_id else None,
+            "phone": (mask_identity("phone", phones[r.id]) if masked else phones[r.id])
+            if r.id in phones
+            else None,
+        }
+        for r in rows
+    ]
+
+
+def _prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def timeline(
+    platform: Platform, principal: Principal, member_id: int, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Newest first: the member's history (registration, orders, refunds, points, tiers,
+    merges, mall) and coupon events, from every channel."""
+    h, ce, c = t.history, t.coupon_events, t.coupons
+    limit = max(1, min(limit, 500))
+    with platform.engine.connect() as conn:
+        pid = ensure_visible(conn, principal.scope, member_id)
+        history = select(
+            h.c.kind.label("kind"),
+            h.c.summary.label("summary"),
+            h.c.data.label("data"),
+            h.c.actor.label("actor"),
+            h.c.occurred_at.label("occurred_at"),
+            h.c.id.label("seq"),
+            literal("history").label("source"),
+        ).where(h.c.profile_id == pid)
+        coupon_events = (
+            select(
+                (literal("coupon_") + ce.c.kind).label("kind"),
+                (c.c.code + literal(": ") + ce.c.reason).label("summary"),
+                null().label("data"),
+                ce.c.actor.label("actor"),
+                ce.c.occurred_at.label("occurred_at"),
+                ce.c.id.label("seq"),
+                literal("coupon").label("source"),
+            )
+            .join(c, c.c.id == ce.c.coupon_id)
+            .where(c.c.profile_id == pid)
+        )
+        both = union_all(history, coupon_events).subquery()
+        rows = conn.execute(
+            select(both).order_by(both.c.occurred_at.desc(), both.c.seq.desc()).limit(limit)
+        ).all()
+    masked = principal.masks_pii
+    return [
+        {
+            "kind": r.kind,
+            "summary": mask_key_text(r.summary) if masked else r.summary,
+            "data": mask_value(r.data) if masked else r.data,
+            "actor": r.actor,
+            "occurred_at": r.occurred_at,
+            "source": r.source,
+        }
+        for r in rows
+    ]
