@@ -39,8 +39,10 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium for this module. Module-scoped: Playwright's sync API keeps an event
+    loop running in this thread until it stops, which later tests must not inherit."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/ensure-chromium`", pytrace=False)
     with sync_playwright() as pw:

@@ -484,6 +484,27 @@ def _current_members(ws: WorkingSet, program_id: int, member_ids: Sequence[int])
     return [current[pid] for pid in member_ids]
 
 
+def list_batches(platform: Platform, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest batches, newest first."""
+    b = t.coupon_batches
+    with platform.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                b.c.id,
+                b.c.kind,
+                b.c.requested,
+                b.c.issued,
+                b.c.actor,
+                b.c.created_at,
+                t.coupon_templates.c.code.label("template"),
+            )
+            .join(t.coupon_templates, t.coupon_templates.c.id == b.c.template_id)
+            .order_by(b.c.id.desc())
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
 def export_codes(platform: Platform, batch_id: int) -> str:
     """The codes of a batch as CSV (code, template, valid_from, valid_until, status), for
     printing or for QR codes on products."""

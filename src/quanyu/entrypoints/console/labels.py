@@ -54,6 +54,7 @@ STATUSES = (
     N_("paused"),
     N_("pending"),
 )
+BATCH_KINDS = (N_("members"), N_("codes"))
 ENTRY_KINDS = (
     N_("earn"),
     N_("spend"),

@@ -605,6 +605,7 @@ def coupons_page(request: Request) -> HTMLResponse:
         csrf=csrf,
         templates_=coupons.list_templates(platform),
         totals={r["template"]: r for r in report["rows"] if r["level"] == "total"},
+        batches=coupons.list_batches(platform, limit=20),
         rewards=mall.rewards(platform),
         windows=mall.windows(platform),
     )
