@@ -115,13 +115,15 @@ def test_a_rotated_key_stops_working_and_its_successor_works(
     assert all("key" not in k and "secret_hash" not in k for k in stored.values())
 
 
-def test_a_session_change_without_its_csrf_token_is_refused(
+def test_a_session_change_without_its_csrf_token_is_refused_and_one_with_it_is_audited(
     platform: Platform, api: TestClient, member: int
 ) -> None:
     staff(platform, "ops", Role.HQ_OPERATOR)
     client = logged_in(platform, "ops")
     adjustment = {"points": 10, "reason": "goodwill"}
     ok(client.post(f"{API}/members/{member}/points/adjustments", json=adjustment), 201)
+    (audited,) = access.audit_entries(platform, action="points_adjust")
+    assert (audited["actor"], audited["detail"]["points"]) == ("staff:ops", 10)
     del client.headers["X-CSRF-Token"]
     problem(
         client.post(f"{API}/members/{member}/points/adjustments", json=adjustment), 403, "forbidden"
@@ -234,3 +236,32 @@ def test_staff_accounts_need_the_scope_their_role_implies(
         409,
         "already_exists",
     )
+
+
+def test_a_manual_tier_change_needs_permission_and_a_reason_and_is_audited(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    staff(platform, "sh-manager", Role.STORE_MANAGER, stores=["SH01"])
+    change = {"tier": "gold", "reason": "VIP guest of the brand"}
+    manager = logged_in(platform, "sh-manager")
+    problem(manager.post(f"{API}/members/{member}/tier", json=change), 403, "forbidden")
+    ops = logged_in(platform, "ops")
+    problem(
+        ops.post(f"{API}/members/{member}/tier", json={"tier": "gold", "reason": " "}),
+        422,
+        "validation_failed",
+        "reason",
+    )
+    problem(
+        ops.post(f"{API}/members/{member}/tier", json={"tier": "diamond", "reason": "x"}),
+        422,
+        "validation_failed",
+        "tier",
+    )
+    made = ok(ops.post(f"{API}/members/{member}/tier", json=change), 201)
+    assert (made["from"], made["tier"]) == ("silver", "gold")
+    assert ok(ops.get(f"{API}/members/{member}/tier"))["tier"] == "gold"
+    (entry,) = access.audit_entries(platform, action="tier_change")
+    assert entry["actor"] == "staff:ops"
+    assert entry["detail"]["reason"] == "VIP guest of the brand"

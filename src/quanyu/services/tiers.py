@@ -11,6 +11,7 @@ from quanyu.adapters import tables as t
 from quanyu.adapters.reference import ProgramConfig
 from quanyu.domain.errors import ValidationFailed
 from quanyu.domain.tiers import next_review, project, review_due, tier_after_review
+from quanyu.services.access import audit
 from quanyu.services.members import current_profile_id
 from quanyu.services.points import _locked_membership, _membership_row, _program
 from quanyu.services.uow import Platform, run
@@ -35,6 +36,63 @@ def current(platform: Platform, profile_id: int, program: str | None = None) -> 
         }
 
     return run(platform, command, write=False)
+
+
+def change(
+    platform: Platform,
+    profile_id: int,
+    *,
+    tier: str,
+    reason: str,
+    actor: str,
+    program: str | None = None,
+) -> dict[str, Any]:
+    """A manual tier change (a VIP grant, a correction): takes effect now, with the next
+    review counted from today, a reason and an actor; recorded in the tier history and
+    the audit log."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("a manual tier change needs a reason", field="reason")
+    if len(reason) > 500:
+        raise ValidationFailed("a reason is at most 500 characters", field="reason")
+
+    def command(ws: WorkingSet) -> dict[str, Any]:
+        membership, prog = _locked_membership(ws, profile_id, program)
+        target = next((x for x in prog.tier_policy.tiers if x.code == tier), None)
+        if target is None:
+            codes = ", ".join(x.code for x in prog.tier_policy.tiers)
+            raise ValidationFailed(f"unknown tier {tier!r}; one of {codes}", field="tier")
+        before = membership.tier_code
+        if target.code == before:
+            raise ValidationFailed(f"the member is already {tier}", field="tier")
+        value = ws.qualifying(membership, prog, local_date(ws.now, prog))
+        ws.set_tier(
+            membership,
+            prog,
+            target,
+            at=ws.now,
+            reason=f"manual: {reason}",
+            value=value,
+            actor=actor,
+        )
+        ws.flush()
+        audit(
+            ws.conn,
+            action="tier_change",
+            subject=f"member:{membership.profile_id}",
+            detail={"program": prog.code, "from": before, "to": target.code, "reason": reason},
+            actor=actor,
+            at=ws.now,
+        )
+        return {
+            "member_id": membership.profile_id,
+            "program": prog.code,
+            "from": before,
+            "tier": target.code,
+            "review_on": membership.tier_review_on,
+        }
+
+    return run(platform, command)
 
 
 def history(

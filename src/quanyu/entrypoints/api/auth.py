@@ -54,6 +54,7 @@ ROUTES: dict[tuple[str, str], Permission | None] = {
     ("POST", "/members/{member_id}/points/adjustments"): P.ADJUST_POINTS,
     ("POST", "/members/{member_id}/points/redemptions"): P.REDEEM,
     ("GET", "/members/{member_id}/tier"): P.VIEW_MEMBERS,
+    ("POST", "/members/{member_id}/tier"): P.CHANGE_TIER,
     ("GET", "/members/{member_id}/tier/history"): P.VIEW_MEMBERS,
     ("GET", "/members/{member_id}/tier/projection"): P.VIEW_MEMBERS,
     ("POST", "/coupon-templates"): P.MANAGE_COUPONS,

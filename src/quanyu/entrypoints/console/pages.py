@@ -341,6 +341,7 @@ def _member_context(platform: Platform, who: Principal, member_id: int) -> dict[
         "tier": None,
         "projection": None,
         "templates": [],
+        "tier_choices": [],
         "request_key": secrets.token_hex(12),
     }
     if membership is not None:
@@ -348,6 +349,10 @@ def _member_context(platform: Platform, who: Principal, member_id: int) -> dict[
         context["entries"] = points.entries(platform, pid, limit=20)
         context["tier"] = tiers.current(platform, pid)
         context["projection"] = tiers.projection(platform, pid)
+        if who.can(P.CHANGE_TIER):
+            context["tier_choices"] = [
+                {"code": x["tier"], "name": x["name"]} for x in context["projection"]["tiers"]
+            ]
     if who.can(P.ISSUE_COUPONS):
         context["templates"] = [
             t for t in coupons.list_templates(platform) if t.get("status") == "active"
@@ -403,6 +408,28 @@ def member_points(
                 error = exc.detail
     context = _member_context(platform, who, member_id)
     return render(request, "_member_live.html", who=who, csrf=csrf, error=error, **context)
+
+
+@router.post("/members/{member_id}/tier", response_model=None)
+def member_tier(
+    request: Request,
+    member_id: int,
+    tier: Annotated[str, Form(max_length=64)],
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    who, csrf = _page(request, P.CHANGE_TIER)
+    _check_csrf(request, csrf, csrf_token)
+    platform = _platform(request)
+    pid = access.check_member(platform, who, member_id)
+    try:
+        tiers.change(platform, pid, tier=tier, reason=reason, actor=who.actor)
+    except ValidationFailed as exc:
+        context = _member_context(platform, who, pid)
+        return render(
+            request, "member.html", who=who, csrf=csrf, tier_error=exc.detail, status=422, **context
+        )
+    return RedirectResponse(f"/members/{pid}", status_code=303)
 
 
 @router.post("/members/{member_id}/coupons", response_class=HTMLResponse)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from quanyu.entrypoints.api.deps import MemberId, PlatformDep
+from quanyu.entrypoints.api.deps import ActorDep, MemberId, PlatformDep
 from quanyu.services import tiers
 
 router = APIRouter(prefix="/members/{member_id}/tier", tags=["tiers"])
@@ -32,3 +33,20 @@ def projection(
 ) -> dict[str, Any]:
     """How much more is needed by ``by`` (default: the next review) to reach or keep each tier."""
     return tiers.projection(p, member_id, program, by=by)
+
+
+class TierChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    program: Annotated[str | None, Field(max_length=64)] = None
+
+
+@router.post("", status_code=201)
+def change(
+    member_id: MemberId, body: TierChangeIn, p: PlatformDep, actor: ActorDep
+) -> dict[str, Any]:
+    """A manual tier change with a reason; audited."""
+    return tiers.change(
+        p, member_id, tier=body.tier, reason=body.reason, actor=actor, program=body.program
+    )
