@@ -265,3 +265,24 @@ def test_a_manual_tier_change_needs_permission_and_a_reason_and_is_audited(
     (entry,) = access.audit_entries(platform, action="tier_change")
     assert entry["actor"] == "staff:ops"
     assert entry["detail"]["reason"] == "VIP guest of the brand"
+
+
+def test_a_key_registers_members_and_checks_out_coupons_only_in_its_channel_and_store(
+    platform: Platform, api: TestClient, club: None
+) -> None:
+    key = access.create_key(platform, name="SH POS", channels=["pos"], stores=["SH01"], actor="t")
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    joined = {"identities": [{"type": "phone", "value": phone(5)}], "channel": "pos"}
+    ok(api.post(f"{API}/members", json={**joined, "store": "SH01"}, headers=auth), 201)
+    problem(
+        api.post(f"{API}/members", json={**joined, "store": "BJ01"}, headers=auth),
+        403,
+        "forbidden",
+        "store",
+    )
+    basket = {
+        "channel": "tmall",
+        "codes": ["NOPE"],
+        "lines": [{"line_no": 1, "sku": "TEE-W-M", "quantity": 1, "amount": 9000}],
+    }
+    problem(api.post(f"{API}/coupons/validate", json=basket, headers=auth), 403, "forbidden")

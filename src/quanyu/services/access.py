@@ -556,9 +556,10 @@ def key_principal(platform: Platform, token: str) -> Principal:
 
 
 def check_channel_scope(
-    principal: Principal, *, channel: str, store: str | None, check_store: bool = True
+    principal: Principal, *, channel: str | None, store: str | None, check_store: bool = True
 ) -> None:
-    """An integration key acts only for its channels and stores."""
+    """An integration key acts only for its channels and stores; a request that names no
+    channel (or store) is refused by a key limited to some."""
     if principal.kind is not PrincipalKind.KEY:
         return
     if principal.channels and channel not in principal.channels:

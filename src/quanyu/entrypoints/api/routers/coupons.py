@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from quanyu.entrypoints.api.auth import PrincipalDep
 from quanyu.entrypoints.api.deps import ActorDep, EntityId, MemberId, PlatformDep
 from quanyu.entrypoints.api.schemas import Code, Minor, Strict, Text
-from quanyu.services import coupons
+from quanyu.services import access, coupons
 
 router = APIRouter(tags=["coupons"])
 
@@ -207,14 +208,16 @@ def member_coupons(
 
 
 @router.post("/coupons/validate")
-async def validate(body: BasketIn, p: PlatformDep) -> dict[str, Any]:
+async def validate(body: BasketIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    access.check_channel_scope(who, channel=body.channel, store=body.store)
     return await run_in_threadpool(coupons.validate, p, body.to_request())
 
 
 @router.post("/coupons/reservations", status_code=201)
 async def reserve(
-    body: ReservationIn, p: PlatformDep, actor: ActorDep, response: Response
+    body: ReservationIn, p: PlatformDep, actor: ActorDep, who: PrincipalDep, response: Response
 ) -> dict[str, Any]:
+    access.check_channel_scope(who, channel=body.channel, store=body.store)
     result = await run_in_threadpool(
         coupons.reserve, p, body.to_request(body.order_id), actor=actor, confirm=body.confirm
     )
@@ -230,15 +233,22 @@ def reservation(channel: ChannelPath, order_id: OrderPath, p: PlatformDep) -> di
 
 @router.post("/coupons/reservations/{channel}/{order_id}/confirm")
 async def confirm(
-    channel: ChannelPath, order_id: OrderPath, p: PlatformDep, actor: ActorDep
+    channel: ChannelPath, order_id: OrderPath, p: PlatformDep, actor: ActorDep, who: PrincipalDep
 ) -> dict[str, Any]:
+    access.check_channel_scope(who, channel=channel, store=None, check_store=False)
     return await run_in_threadpool(coupons.confirm, p, channel, order_id, actor=actor)
 
 
 @router.post("/coupons/reservations/{channel}/{order_id}/release")
-def release(
-    channel: ChannelPath, order_id: OrderPath, body: ReasonIn, p: PlatformDep, actor: ActorDep
+def release(  # noqa: PLR0917 - FastAPI parameters
+    channel: ChannelPath,
+    order_id: OrderPath,
+    body: ReasonIn,
+    p: PlatformDep,
+    actor: ActorDep,
+    who: PrincipalDep,
 ) -> dict[str, Any]:
+    access.check_channel_scope(who, channel=channel, store=None, check_store=False)
     return coupons.release(p, channel, order_id, reason=body.reason, actor=actor)
 
 

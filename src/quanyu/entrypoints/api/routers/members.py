@@ -17,8 +17,9 @@ router = APIRouter(tags=["members"])
 
 @router.post("/members", status_code=201, response_model=RegistrationOut)
 def register(
-    body: RegistrationIn, p: PlatformDep, actor: ActorDep, response: Response
+    body: RegistrationIn, p: PlatformDep, actor: ActorDep, who: PrincipalDep, response: Response
 ) -> dict[str, Any]:
+    access.check_channel_scope(who, channel=body.channel, store=body.store)
     reg = members.Registration(
         identities=tuple(IdentityInput(i.type, i.value, i.namespace) for i in body.identities),
         **body.model_dump(exclude={"identities"}),
