@@ -851,6 +851,9 @@ audit_log = Table(
 )
 Index("ix_audit_log_action_at", audit_log.c.action, audit_log.c.occurred_at)
 Index("ix_audit_log_subject", audit_log.c.subject)
+# Staff search members by any identity value, and by the start of a name.
+Index("ix_identities_value", identities.c.value)
+Index("ix_profiles_name", profiles.c.name)
 
 # ---------------------------------------------------------------- staff access
 

@@ -15,7 +15,9 @@ import contextlib
 import io
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -74,7 +76,13 @@ class Analytics:
     _store: Any = None
     _source: Any = None
     _synced: datetime | None = None
+    _tables: dict[str, ir.Table] | None = None
     memo: dict[str, Any] = field(default_factory=dict)  # fits shared within one sync
+    # KPI results of the current data: every refresh (at most one a ``max_age``) starts
+    # a new ``generation`` and empties the cache, so a figure is at most as old as the
+    # data it is computed from (see :func:`kpi`).
+    generation: int = 0
+    results: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=OrderedDict)
 
     @property
     def timezone(self) -> str:
@@ -121,7 +129,29 @@ class Analytics:
             )
             self._synced = datetime.now(UTC)
             self.memo.clear()
+            self._tables = None
+            self.generation += 1
+            self.results.clear()
             return report
+
+    def cached(
+        self, key: tuple[Any, ...], compute: Callable[[], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """``compute()`` once per key while the data stay the same (at most
+        ``RESULTS_KEPT`` keys, the least recently used dropped first)."""
+        with self.lock:
+            # Read directly, the data are live: results are kept for ``max_age``.
+            era = int(time.monotonic() // self.max_age) if self.direct else self.generation
+            full_key = (era, *key)
+            found = self.results.get(full_key)
+            if found is not None:
+                self.results.move_to_end(full_key)
+                return found
+            rows = compute()
+            self.results[full_key] = rows
+            while len(self.results) > RESULTS_KEPT:
+                self.results.popitem(last=False)
+            return rows
 
     def tables(self) -> dict[str, ir.Table]:
         """The canonical tables, refreshed first when older than ``max_age``."""
@@ -136,8 +166,10 @@ class Analytics:
             )
             if stale:
                 self.refresh()
-            store = self.store()
-            return {name: store.table(name) for name in SCHEMAS}
+            if self._tables is None:  # the same tables until the next refresh
+                store = self.store()
+                self._tables = {name: store.table(name) for name in SCHEMAS}
+            return dict(self._tables)
 
     def execute(self, expr: ir.Expr) -> pa.Table:
         with self.lock:
@@ -153,7 +185,10 @@ class Analytics:
                     con.disconnect()
             self._source = self._store = None
             self._synced = None
+            self._tables = None
 
+
+RESULTS_KEPT = 256
 
 _registry: dict[int, Analytics] = {}
 _registry_lock = threading.Lock()
@@ -236,17 +271,25 @@ def kpi(
                     field=dim.value,
                 )
     a = analytics(platform)
-    tables = a.tables()
-    expr: ir.Table
-    if metric == "retention":
-        expr = kpis.retention(tables, query, cohort=cohort)
-    elif metric == "lifecycle":
-        expr = lifecycle_counts(tables, query, as_of=min(query.end, a.now()))
-    elif metric == "points_liability":
-        expr = kpis.points_liability(tables, query, point_value_minor=_point_value(platform))
-    else:
-        expr = METRIC_FUNCTIONS[metric](tables, query)
-    return _rows(a.execute(expr))
+    tables = a.tables()  # brings the store up to date first when it is stale
+    # Lifecycle stages are judged now: its figures are kept for the minute.
+    as_of = min(query.end, a.now().replace(second=0, microsecond=0))
+    key = (metric, repr(query), cohort.value, as_of if metric == "lifecycle" else None)
+
+    def compute() -> list[dict[str, Any]]:
+        expr: ir.Table
+        if metric == "retention":
+            expr = kpis.retention(tables, query, cohort=cohort)
+        elif metric == "lifecycle":
+            expr = lifecycle_counts(tables, query, as_of=as_of)
+        elif metric == "points_liability":
+            expr = kpis.points_liability(tables, query, point_value_minor=_point_value(platform))
+        else:
+            expr = METRIC_FUNCTIONS[metric](tables, query)
+        return _rows(a.execute(expr))
+
+    # Callers get their own copy: rows are dicts.
+    return [dict(row) for row in a.cached(key, compute)]
 
 
 def lifecycle_counts(tables: kpis.Tables, query: kpis.KpiQuery, *, as_of: datetime) -> ir.Table:
