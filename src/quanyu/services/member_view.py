@@ -36,25 +36,48 @@ def search(
         with contextlib.suppress(ValidationFailed):  # not a phone number after all
             values.add(normalise_phone(digits, platform.default_region))
     p, i, m = t.profiles, t.identities, t.memberships
-    by_identity = select(i.c.profile_id.label("pid")).where(i.c.value.in_(sorted(values)))
-    by_member_no = select(m.c.profile_id.label("pid")).where(m.c.member_no == text)
-    # A range, not LIKE, so that the index on names serves it on SQLite and PostgreSQL.
-    by_name = select(p.c.id.label("pid")).where(p.c.name >= text, p.c.name < text + "\U0010ffff")
-    hits = union_all(by_identity, by_member_no, by_name).subquery()
-    # A merged profile's identities point at the survivor through ``merged_into_id``.
-    current = func.coalesce(p.c.merged_into_id, p.c.id)
-    ids = select(current.label("id")).join(hits, hits.c.pid == p.c.id).distinct().subquery()
+    scoped = member_clause(principal.scope)
     masked = principal.masks_pii
     with platform.engine.connect() as conn:
         ref = platform.reference.get(conn)
-        rows = conn.execute(
-            select(p, m.c.member_no, m.c.tier_code, m.c.registered_at)
-            .join(ids, ids.c.id == p.c.id)
-            .outerjoin(m, (m.c.profile_id == p.c.id) & (m.c.status == "active"))
-            .where(p.c.status == "active", member_clause(principal.scope))
-            .order_by(p.c.id.desc())
-            .limit(limit)
-        ).all()
+        # Exact keys first: an identity (a merged profile's point at the survivor through
+        # ``merged_into_id``) or a member number.
+        exact = select(func.coalesce(p.c.merged_into_id, p.c.id)).where(
+            p.c.id.in_(
+                union_all(
+                    select(i.c.profile_id).where(i.c.value.in_(sorted(values))),
+                    select(m.c.profile_id).where(m.c.member_no == text),
+                ).scalar_subquery()
+            )
+        )
+        ids = {int(x) for x in conn.execute(exact).scalars()}
+        # Then names that start with the text, newest first, already within the scope;
+        # a range rather than LIKE, so that the index on names serves it everywhere.
+        ids.update(
+            int(x)
+            for x in conn.execute(
+                select(p.c.id)
+                .where(
+                    p.c.name >= text,
+                    p.c.name < text + "\U0010ffff",
+                    p.c.status == "active",
+                    scoped,
+                )
+                .order_by(p.c.id.desc())
+                .limit(limit)
+            ).scalars()
+        )
+        rows = (
+            conn.execute(
+                select(p, m.c.member_no, m.c.tier_code, m.c.registered_at)
+                .outerjoin(m, (m.c.profile_id == p.c.id) & (m.c.status == "active"))
+                .where(p.c.id.in_(sorted(ids)), p.c.status == "active", scoped)
+                .order_by(p.c.id.desc())
+                .limit(limit)
+            ).all()
+            if ids
+            else []
+        )
         phones: dict[int, str] = {}
         if rows:
             for r in conn.execute(
