@@ -152,3 +152,36 @@ def test_concurrent_snapshots_of_a_segment_record_each_entry_once(
         )
     assert sorted(r["entered"] for r in results) == [0, 0, 0, 5]
     assert len(insight.segment_events(shop.platform, "buyers")) == 5
+
+
+def test_a_background_refresh_brings_new_orders_and_reads_never_wait_for_it(
+    shop: Shop,
+) -> None:
+    shop.order("BG-1", ("phone", phone(1)), paid=10_000, at=local(2026, 3, 1))
+    a = insight.analytics(shop.platform)
+    a.refresh()
+    a.background = True  # as when served: reads no longer refresh by themselves
+    query = q(since=date(2026, 3, 1), until=date(2026, 3, 3))
+    (before,) = insight.kpi(shop.platform, "sales", query)
+    assert before["orders"] == 1
+    shop.order("BG-2", ("phone", phone(2)), paid=20_000, at=local(2026, 3, 1, 12))
+    # A refresh in progress (holding the writer's lock) does not hold up a read.
+    held, release = threading.Event(), threading.Event()
+
+    def refreshing() -> None:
+        with a.write_lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=refreshing)
+    worker.start()
+    held.wait(10)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(insight.kpi, shop.platform, "sales", query)
+        assert read.result(timeout=5)[0]["orders"] == 1  # the last copy, at once
+    release.set()
+    worker.join()
+    a.refresh(warm=True)
+    assert len(a.results) == 1  # computed again for the new data before the switch
+    (after,) = insight.kpi(shop.platform, "sales", query)
+    assert (after["orders"], after["net_sales"]) == (2, 30_000)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import threading
 import time
@@ -56,6 +57,7 @@ EXPORT_COLUMNS = (
     "wechat_openid",
 )
 WRITE_CHUNK = 5_000
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_PERIOD_DAYS = 3_660
 MAX_PURPOSE = 32
@@ -64,25 +66,47 @@ MAX_PURPOSE = 32
 # ---------------------------------------------------------------- the analytics store
 
 
+@dataclass(frozen=True)
+class Result:
+    rows: list[dict[str, Any]]
+    at: datetime  # the analytics clock when computed
+    recipe: Callable[[dict[str, ir.Table]], list[dict[str, Any]]]
+
+
 @dataclass
 class Analytics:
-    """The analytics store of one platform, shared by its threads (one at a time)."""
+    """The analytics store of one platform, shared by its threads.
+
+    Reads go through ``reader``, a second connection to the same DuckDB database, one
+    query at a time (``lock``); refreshes and tag write-backs go through the store's own
+    connection (``write_lock``). DuckDB's snapshots let reads go on while a refresh
+    writes: they see the data as of the last commit.
+
+    Served (``quanyu serve``), a background thread refreshes the store every
+    ``max_age`` seconds and computes again the KPI results asked for since the last
+    refresh before it switches to them (:meth:`start_background`), so no page waits for
+    a refresh. Otherwise a read refreshes first when the copy is older than ``max_age``.
+    """
 
     platform: Platform
     path: str
     direct: bool = False
     max_age: float = 60.0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    write_lock: threading.RLock = field(default_factory=threading.RLock)
+    background: bool = False
     _store: Any = None
+    _reader: Any = None
     _source: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
     _synced: datetime | None = None
     _tables: dict[str, ir.Table] | None = None
     memo: dict[str, Any] = field(default_factory=dict)  # fits shared within one sync
-    # KPI results of the current data: every refresh (at most one a ``max_age``) starts
-    # a new ``generation`` and empties the cache, so a figure is at most as old as the
-    # data it is computed from (see :func:`kpi`).
+    # KPI results of the current data: every refresh starts a new ``generation`` with
+    # its own results, so a figure is never older than the data it is computed from.
     generation: int = 0
-    results: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=OrderedDict)
+    results: OrderedDict[tuple[Any, ...], Result] = field(default_factory=OrderedDict)
 
     @property
     def timezone(self) -> str:
@@ -109,6 +133,12 @@ class Analytics:
                 ) from exc
         return self._store
 
+    def reader(self) -> Any:
+        """The connection reads go through (a cursor of the store's database)."""
+        if self._reader is None:
+            self._reader = ibis.duckdb.from_connection(self.store().con.cursor())
+        return self._reader
+
     def now(self) -> datetime:
         """The platform clock's now, as naive wall-clock time of the program zone."""
         at = self.platform.clock.now()
@@ -116,9 +146,12 @@ class Analytics:
         return (at.astimezone(UTC) + timedelta(minutes=minutes)).replace(tzinfo=None)
 
     def refresh(
-        self, *, full: bool = False, progress: sync.Progress | None = None
+        self, *, full: bool = False, progress: sync.Progress | None = None, warm: bool = False
     ) -> sync.SyncReport:
-        with self.lock:
+        """Copy what changed into the store. With ``warm``, compute the KPI results asked
+        for since the last refresh again before switching to the new data's results;
+        otherwise forget them (they are computed again when next asked for)."""
+        with self.write_lock:
             report = sync.sync(
                 self.source(),
                 self.store(),
@@ -127,48 +160,95 @@ class Analytics:
                 full=full,
                 progress=progress,
             )
-            self._synced = datetime.now(UTC)
-            self.memo.clear()
-            self._tables = None
-            self.generation += 1
-            self.results.clear()
-            return report
+        fresh: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
+        if warm:
+            tables = self._build_tables()
+            for key, old in list(self.results.items())[-WARMED:]:
+                rows = old.recipe(tables)
+                fresh[(self.generation + 1, *key[1:])] = Result(rows, self.now(), old.recipe)
+        # Switch (plain assignments, so that no lock is needed against readers).
+        self._synced = datetime.now(UTC)
+        self.memo = {}
+        self._tables = None
+        self.results = fresh
+        self.generation += 1
+        return report
+
+    def start_background(self) -> None:
+        """Refresh every ``max_age`` seconds in a thread, until :meth:`stop_background`."""
+        if self.direct or self._thread is not None:
+            return
+        self.background = True
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.refresh(warm=True)
+                except Exception:  # keep serving the last copy; try again later
+                    log.exception("refreshing the analytics store failed")
+                self._stop.wait(self.max_age)
+
+        self._thread = threading.Thread(target=loop, name="analytics-refresh", daemon=True)
+        self._thread.start()
+
+    def stop_background(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self._thread = None
+        self.background = False
 
     def cached(
-        self, key: tuple[Any, ...], compute: Callable[[], list[dict[str, Any]]]
+        self,
+        key: tuple[Any, ...],
+        recipe: Callable[[dict[str, ir.Table]], list[dict[str, Any]]],
+        *,
+        judged_now: bool = False,
     ) -> list[dict[str, Any]]:
-        """``compute()`` once per key while the data stay the same (at most
-        ``RESULTS_KEPT`` keys, the least recently used dropped first)."""
+        """``recipe(tables)`` once per key while the data stay the same (at most
+        ``RESULTS_KEPT`` keys, the least recently used dropped first). A result
+        ``judged_now`` (it depends on the time it is computed at) is kept for
+        ``max_age`` seconds of the platform's clock."""
+        tables = self.tables()  # refreshes first when stale (and not refreshed for us)
         with self.lock:
             # Read directly, the data are live: results are kept for ``max_age``.
             era = int(time.monotonic() // self.max_age) if self.direct else self.generation
             full_key = (era, *key)
-            found = self.results.get(full_key)
-            if found is not None:
-                self.results.move_to_end(full_key)
-                return found
-            rows = compute()
-            self.results[full_key] = rows
-            while len(self.results) > RESULTS_KEPT:
-                self.results.popitem(last=False)
+            results = self.results
+            found = results.get(full_key)
+            now = self.now()
+            if found is not None and (
+                not judged_now or timedelta(0) <= now - found.at <= timedelta(seconds=self.max_age)
+            ):
+                results.move_to_end(full_key)
+                return found.rows
+            rows = recipe(tables)
+            results[full_key] = Result(rows, now, recipe)
+            while len(results) > RESULTS_KEPT:
+                results.popitem(last=False)
             return rows
 
     def tables(self) -> dict[str, ir.Table]:
-        """The canonical tables, refreshed first when older than ``max_age``."""
+        """The canonical tables, refreshed first when older than ``max_age`` (unless a
+        background thread refreshes them)."""
         if self.direct:
             minutes = canonical.offset_minutes(self.timezone, self.platform.clock.now())
             with self.lock:
                 return canonical.views(self.source(), minutes=minutes)
+        stale = (
+            self._synced is None
+            or (datetime.now(UTC) - self._synced).total_seconds() > self.max_age
+        )
+        if stale and not self.background:
+            self.refresh()
+        return self._build_tables()
+
+    def _build_tables(self) -> dict[str, ir.Table]:
         with self.lock:
-            stale = (
-                self._synced is None
-                or (datetime.now(UTC) - self._synced).total_seconds() > self.max_age
-            )
-            if stale:
-                self.refresh()
             if self._tables is None:  # the same tables until the next refresh
-                store = self.store()
-                self._tables = {name: store.table(name) for name in SCHEMAS}
+                reader = self.reader()
+                self._tables = {name: reader.table(name) for name in SCHEMAS}
             return dict(self._tables)
 
     def execute(self, expr: ir.Expr) -> pa.Table:
@@ -179,16 +259,19 @@ class Analytics:
         self._synced = None
 
     def close(self) -> None:
-        with self.lock:
-            for con in (self._source, self._store):
+        self.stop_background()
+        with self.write_lock, self.lock:
+            for con in (self._reader, self._source, self._store):
                 if con is not None:
                     con.disconnect()
-            self._source = self._store = None
+            self._source = self._store = self._reader = None
             self._synced = None
             self._tables = None
 
 
 RESULTS_KEPT = 256
+WARMED = 64  # results computed again after a background refresh, the latest asked for
+
 
 _registry: dict[int, Analytics] = {}
 _registry_lock = threading.Lock()
@@ -271,25 +354,23 @@ def kpi(
                     field=dim.value,
                 )
     a = analytics(platform)
-    tables = a.tables()  # brings the store up to date first when it is stale
-    # Lifecycle stages are judged now: its figures are kept for the minute.
-    as_of = min(query.end, a.now().replace(second=0, microsecond=0))
-    key = (metric, repr(query), cohort.value, as_of if metric == "lifecycle" else None)
 
-    def compute() -> list[dict[str, Any]]:
+    def recipe(tables: dict[str, ir.Table]) -> list[dict[str, Any]]:
         expr: ir.Table
         if metric == "retention":
             expr = kpis.retention(tables, query, cohort=cohort)
         elif metric == "lifecycle":
-            expr = lifecycle_counts(tables, query, as_of=as_of)
+            expr = lifecycle_counts(tables, query, as_of=min(query.end, a.now()))
         elif metric == "points_liability":
             expr = kpis.points_liability(tables, query, point_value_minor=_point_value(platform))
         else:
             expr = METRIC_FUNCTIONS[metric](tables, query)
         return _rows(a.execute(expr))
 
-    # Callers get their own copy: rows are dicts.
-    return [dict(row) for row in a.cached(key, compute)]
+    key = (metric, repr(query), cohort.value)
+    # Lifecycle stages are judged at the time of asking: kept for ``max_age`` only.
+    rows = a.cached(key, recipe, judged_now=metric == "lifecycle")
+    return [dict(row) for row in rows]  # callers get their own copy
 
 
 def lifecycle_counts(tables: kpis.Tables, query: kpis.KpiQuery, *, as_of: datetime) -> ir.Table:
@@ -555,7 +636,7 @@ def _run_one(
         )
     # The operational write is the record; the analytics copy follows it.
     if not a.direct:
-        with sync.transaction(a.store()) as con:
+        with a.write_lock, sync.transaction(a.store()) as con:
             con.execute("DELETE FROM member_tags WHERE tag = ?", [d.code])
             con.register("_tagged", data)
             con.execute("INSERT INTO member_tags SELECT * FROM _tagged")

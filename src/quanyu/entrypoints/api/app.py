@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import Depends, FastAPI
 
 from quanyu.entrypoints.api import errors
@@ -21,11 +24,26 @@ from quanyu.entrypoints.api.routers import (
     tiers,
 )
 from quanyu.entrypoints.console import pages
+from quanyu.services import insight as insight_service
 from quanyu.services.uow import Platform
 
 
-def create_app(platform: Platform) -> FastAPI:
+def create_app(platform: Platform, *, background: bool = False) -> FastAPI:
+    """The API and console over ``platform``. With ``background``, the analytics store
+    is refreshed by a thread while the app runs, so no request waits for a refresh."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            insight_service.analytics(platform).start_background()
+        try:
+            yield
+        finally:
+            if background:
+                insight_service.analytics(platform).stop_background()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Quanyu",
         version="0.1.0",
         description=(
@@ -65,4 +83,4 @@ def app_from_env() -> FastAPI:
     """The ASGI factory uvicorn calls (``quanyu serve``): settings from the environment."""
     from quanyu.bootstrap import bootstrap  # noqa: PLC0415 - only when serving
 
-    return create_app(bootstrap())
+    return create_app(bootstrap(), background=True)
