@@ -12,8 +12,10 @@ the ASGI app (no network): the time is the server's, from request to last byte. 
 is asked ``--runs`` times for different members and phones; ``/healthz`` is asked as
 often in the same run, as the floor that every request pays. The first dashboard request
 brings the analytics store up to date and is reported on its own. The dashboard's
-figures are kept until the analytics store's next refresh (at most a minute), so it is
-also timed as the first view after a refresh, which computes them all.
+figures are kept until the analytics store's next refresh; served, a thread refreshes
+every minute and computes again the figures asked for, so pages read kept figures. The
+dashboard is also timed computing every figure (for filters nobody asked for since the
+last refresh), and the refresh itself is timed.
 """
 
 from __future__ import annotations
@@ -113,14 +115,14 @@ def main() -> None:
     analytics = insight.analytics(platform)
 
     def cold(i: int) -> Any:
-        analytics.mark_stale()  # as after max_age: refresh, then compute every figure
+        analytics.results.clear()  # as for filters nobody asked for since the refresh
         return ops.get("/")
 
     rows: list[tuple[str, list[float]]] = [
         ("/healthz (floor)", _time(lambda i: ops.get("/healthz"), args.runs)),
         ("dashboard, HQ (12 months)", _time(lambda i: ops.get("/"), args.runs)),
         ("dashboard, store manager", _time(lambda i: manager.get("/"), args.runs)),
-        ("dashboard, HQ, first view after a refresh", _time(cold, max(3, args.runs // 6))),
+        ("dashboard, HQ, every figure computed", _time(cold, max(3, args.runs // 6))),
         (
             "member search by phone, HQ",
             _time(lambda i: ops.get(f"/members?q={phones[i]}"), args.runs),
