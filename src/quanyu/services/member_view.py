@@ -63,7 +63,9 @@ def search(
                     p.c.status == "active",
                     scoped,
                 )
-                .order_by(p.c.id.desc())
+                # ``id + 0``: sort the name range's matches, rather than walk every
+                # profile newest first looking for them (SQLite's choice otherwise).
+                .order_by((p.c.id + 0).desc())
                 .limit(limit)
             ).scalars()
         )
@@ -80,12 +82,15 @@ def search(
         )
         phones: dict[int, str] = {}
         if rows:
+            # All their identities, then the phones here: a filter on the type would
+            # lead SQLite to read every phone through the identity key's index.
             for r in conn.execute(
-                select(i.c.profile_id, i.c.value)
-                .where(i.c.profile_id.in_([r.id for r in rows]), i.c.type == "phone")
+                select(i.c.profile_id, i.c.type, i.c.value)
+                .where(i.c.profile_id.in_([r.id for r in rows]))
                 .order_by(i.c.id)
             ):
-                phones.setdefault(r.profile_id, r.value)
+                if r.type == "phone":
+                    phones.setdefault(r.profile_id, r.value)
     return [
         {
             "id": r.id,
