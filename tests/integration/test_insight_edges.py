@@ -15,7 +15,7 @@ from test_insight import define_big_tags
 from conftest import Shop, local, phone
 from quanyu.analytics import kpis
 from quanyu.domain.errors import ValidationFailed
-from quanyu.services import insight
+from quanyu.services import insight, tiers
 
 
 def q(**kw: Any) -> kpis.KpiQuery:
@@ -185,3 +185,19 @@ def test_a_background_refresh_brings_new_orders_and_reads_never_wait_for_it(
     assert len(a.results) == 1  # computed again for the new data before the switch
     (after,) = insight.kpi(shop.platform, "sales", query)
     assert (after["orders"], after["net_sales"]) == (2, 30_000)
+
+
+def test_an_idle_refresh_leaves_the_members_alone_and_a_tier_change_is_copied(
+    shop: Shop,
+) -> None:
+    member = shop.register(("phone", phone(1)), at=local(2026, 3, 1))
+    a = insight.analytics(shop.platform)
+    a.refresh()
+    idle = a.refresh()
+    assert "members" not in idle.rows and "identities" not in idle.rows
+    tiers.change(shop.platform, member, tier="gold", reason="VIP", actor="test")
+    changed = a.refresh()
+    assert changed.rows["members"] >= 1
+    tables = a.tables()
+    tier = a.execute(tables["members"].filter(tables["members"].member_id == member).select("tier"))
+    assert tier.to_pylist() == [{"tier": "gold"}]
