@@ -201,3 +201,15 @@ def test_an_idle_refresh_leaves_the_members_alone_and_a_tier_change_is_copied(
     tables = a.tables()
     tier = a.execute(tables["members"].filter(tables["members"].member_id == member).select("tier"))
     assert tier.to_pylist() == [{"tier": "gold"}]
+
+
+def test_a_new_order_refreshes_the_members_but_orders_copied_before_do_not(
+    shop: Shop,
+) -> None:
+    shop.order("F-1", ("phone", phone(1)), paid=1_000, at=local(2026, 3, 1))
+    a = insight.analytics(shop.platform)
+    a.refresh()
+    again = a.refresh()  # the margin reads F-1 again: not new
+    assert again.rows["orders"] == 1 and "members" not in again.rows
+    shop.order("F-2", ("phone", phone(2)), paid=1_000, at=local(2026, 3, 1))
+    assert "members" in a.refresh().rows

@@ -10,9 +10,9 @@ Each run copies what changed since the previous run into the DuckDB file named b
 - merges since then re-point every fact of an absorbed member to the survivor;
 - the dimensions (members, identities, stores) are replaced whole: they change in place
   (tiers, guides, locations) and are small beside the facts. They are left as they are
-  when no fact arrived, no merge happened and their fingerprint (row counts and latest
-  stamps of the tables they come from, :func:`dimension_fingerprint`) is unchanged: an
-  idle store's refresh then reads a few aggregates instead of every member.
+  when no order new to the store arrived, no merge happened and their fingerprint (row
+  counts and latest stamps of the tables they come from, :func:`dimension_fingerprint`)
+  is unchanged: an idle store's refresh then reads a few aggregates, not every member.
 
 Why a margin: ids come from per-process blocks and a transaction stamps its rows before it
 commits, so a row can become visible a little after a later-stamped one. Rows are
@@ -200,10 +200,16 @@ def sync(
             ):
                 continue  # nothing they are made of has changed
             data = expr.to_pyarrow()
-            if name in FACT_KEYS or name == "member_tags":
-                arrived = arrived or data.num_rows > 0
             report.rows[name] = data.num_rows
             con.register("_incoming", data)
+            if name == "orders" and data.num_rows and not report.full:
+                # An order new to the store may have filled in its buyer's profile; the
+                # orders of the margin that were copied last time have not.
+                (new,) = con.execute(
+                    "SELECT count(*) FROM _incoming WHERE order_id NOT IN "
+                    "(SELECT order_id FROM orders)"
+                ).fetchone()
+                arrived = new > 0
             shifted = _shifted_select(name, minutes)
             if name in DIMENSIONS or (report.full and name != "member_tags"):
                 con.execute(f"DELETE FROM {name}")
