@@ -286,3 +286,21 @@ def test_a_key_registers_members_and_checks_out_coupons_only_in_its_channel_and_
         "lines": [{"line_no": 1, "sku": "TEE-W-M", "quantity": 1, "amount": 9000}],
     }
     problem(api.post(f"{API}/coupons/validate", json=basket, headers=auth), 403, "forbidden")
+
+
+def test_console_pages_answer_odd_member_ids_with_a_page_not_a_server_error(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    staff(platform, "ops", Role.HQ_OPERATOR)
+    client = logged_in(platform, "ops")
+    for path, status in (
+        ("/members/99999999999999999999", 422),
+        ("/members/abc", 422),
+        ("/members/0", 422),
+        (f"/members/{member + 1000}", 404),
+    ):
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert response.headers["content-type"].startswith("text/html")
+    anonymous = TestClient(create_app(platform))
+    assert anonymous.get(f"/members/{member}", follow_redirects=False).status_code == 303

@@ -28,6 +28,7 @@ from quanyu.domain.errors import (
     ValidationFailed,
 )
 from quanyu.entrypoints.api.auth import CSRF_HEADER, SESSION_COOKIE
+from quanyu.entrypoints.api.deps import MemberId
 from quanyu.entrypoints.console import i18n
 from quanyu.services import (
     access,
@@ -361,7 +362,7 @@ def _member_context(platform: Platform, who: Principal, member_id: int) -> dict[
 
 
 @router.get("/members/{member_id}", response_class=HTMLResponse)
-def member_360(request: Request, member_id: int) -> HTMLResponse:
+def member_360(request: Request, member_id: MemberId) -> HTMLResponse:
     who, csrf = _page(request, P.VIEW_MEMBERS)
     platform = _platform(request)
     return render(
@@ -370,7 +371,7 @@ def member_360(request: Request, member_id: int) -> HTMLResponse:
 
 
 @router.post("/members/{member_id}/reveal", response_class=HTMLResponse)
-def member_reveal(request: Request, member_id: int) -> HTMLResponse:
+def member_reveal(request: Request, member_id: MemberId) -> HTMLResponse:
     who, csrf = _page(request, P.REVEAL_PII)
     _check_csrf(request, csrf, None)
     found = access.reveal(_platform(request), who, member_id)
@@ -380,7 +381,7 @@ def member_reveal(request: Request, member_id: int) -> HTMLResponse:
 @router.post("/members/{member_id}/points", response_class=HTMLResponse)
 def member_points(
     request: Request,
-    member_id: int,
+    member_id: MemberId,
     points_delta: Annotated[str, Form(alias="points", max_length=12)] = "",
     reason: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str | None, Form()] = None,
@@ -413,7 +414,7 @@ def member_points(
 @router.post("/members/{member_id}/tier", response_model=None)
 def member_tier(
     request: Request,
-    member_id: int,
+    member_id: MemberId,
     tier: Annotated[str, Form(max_length=64)],
     reason: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str | None, Form()] = None,
@@ -435,7 +436,7 @@ def member_tier(
 @router.post("/members/{member_id}/coupons", response_class=HTMLResponse)
 def member_coupon(
     request: Request,
-    member_id: int,
+    member_id: MemberId,
     template: Annotated[str, Form(max_length=64)],
     request_key: Annotated[str, Form(max_length=64)],
     csrf_token: Annotated[str | None, Form()] = None,
