@@ -17,7 +17,7 @@ from quanyu.domain.access import Role
 from quanyu.domain.errors import NotAuthenticated, TooManyAttempts
 from quanyu.entrypoints.api.app import create_app
 from quanyu.entrypoints.api.auth import API_PREFIX, ROUTES, SESSION_COOKIE
-from quanyu.services import access
+from quanyu.services import access, members, points
 from quanyu.services.uow import Platform
 
 PASSWORD = "correct horse battery"
@@ -304,3 +304,85 @@ def test_console_pages_answer_odd_member_ids_with_a_page_not_a_server_error(
         assert response.headers["content-type"].startswith("text/html")
     anonymous = TestClient(create_app(platform))
     assert anonymous.get(f"/members/{member}", follow_redirects=False).status_code == 303
+
+
+def test_a_store_manager_cannot_reach_another_stores_member_by_any_spelling_of_its_id(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    beijing = other_member(api)
+    staff(platform, "sh-manager", Role.STORE_MANAGER, stores=["SH01"])
+    client = logged_in(platform, "sh-manager")
+    for spelling in (f"{beijing}.0", f"+{beijing}", f"%20{beijing}"):
+        response = client.get(f"{API}/members/{spelling}/tier")
+        assert response.status_code in (404, 422), (spelling, response.text)
+    adjust = {"points": 500, "reason": "x"}
+    response = client.post(f"{API}/members/{beijing}.0/points/adjustments", json=adjust)
+    assert response.status_code in (404, 422)
+    problem(client.get(f"{API}/members/%C2%B2"), 422, "validation_failed")
+    assert points.balance(platform, beijing)["total"] == 0
+
+
+def test_a_store_manager_cannot_register_merge_or_check_out_another_stores_member(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    beijing = other_member(api)
+    staff(platform, "sh-manager", Role.STORE_MANAGER, stores=["SH01"])
+    client = logged_in(platform, "sh-manager")
+    theirs = {"type": "phone", "value": phone(2)}
+    problem(
+        client.post(f"{API}/members", json={"identities": [theirs], "store": "SH01"}),
+        404,
+        "not_found",
+    )
+    mine = {"type": "phone", "value": PHONE}
+    problem(client.post(f"{API}/members", json={"identities": [mine, theirs]}), 404, "not_found")
+    assert members.summary(platform, beijing)["id"] == beijing  # not merged away
+    basket = {
+        "channel": "pos",
+        "store": "SH01",
+        "lines": [{"line_no": 1, "sku": "TEE-W-M", "quantity": 1, "amount": 9000}],
+    }
+    for named in ({"member_id": beijing}, theirs):
+        problem(
+            client.post(f"{API}/coupons/validate", json={**basket, "member": named}),
+            404,
+            "not_found",
+        )
+    ok(client.post(f"{API}/coupons/validate", json={**basket, "member": {"member_id": member}}))
+
+
+def test_merge_records_and_history_mask_phone_and_any_email_for_staff(
+    platform: Platform, api: TestClient, member: int
+) -> None:
+    other = other_member(api)
+    quoted = "o'neil,private@example.com"
+    ok(
+        api.post(
+            f"{API}/members",
+            json={
+                "identities": [
+                    {"type": "phone", "value": PHONE},
+                    {"type": "email", "value": quoted},
+                ]
+            },
+        )
+    )
+    ok(
+        api.post(
+            f"{API}/members",
+            json={
+                "identities": [
+                    {"type": "phone", "value": PHONE},
+                    {"type": "phone", "value": phone(2)},
+                ]
+            },
+        )
+    )
+    (merge,) = ok(api.get(f"{API}/merges"))
+    staff(platform, "admin", Role.HQ_ADMIN)
+    admin = logged_in(platform, "admin")
+    detail = admin.get(f"{API}/merges/{merge['id']}").text
+    history = admin.get(f"{API}/members/{member}/history").text
+    for text in (detail, history):
+        assert "0013" not in text and "neil" not in text, text
+    assert other in (merge["survivor_id"], merge["absorbed_id"])

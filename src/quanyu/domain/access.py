@@ -270,20 +270,28 @@ def mask_pii(type_: str, value: str, *, reveal: bool) -> str:
     return value if reveal else mask_identity(type_, value)
 
 
-_KEY_TEXT = re.compile(r"\b(phone|email):([^\s,;\]\"']+)")
+# An identity key written into text: ``phone:+8613800130001``, or ``email:`` and an
+# address, whose local part may hold any character up to its last ``@`` and a domain.
+_PHONE_TEXT = re.compile(r"\bphone:(\+?\d+)")
+_EMAIL_TEXT = re.compile(r"\bemail:(.+?@[A-Za-z0-9.-]+)")
 
 
 def mask_key_text(text: str) -> str:
     """Masks identity keys written as ``phone:+86...`` or ``email:...`` inside text."""
-    return _KEY_TEXT.sub(lambda m: f"{m[1]}:{mask_identity(m[1], m[2])}", text)
+    text = _PHONE_TEXT.sub(lambda m: f"phone:{mask_phone(m[1])}", text)
+    return _EMAIL_TEXT.sub(lambda m: f"email:{mask_email(m[1])}", text)
 
 
 def mask_value(value: object) -> object:
-    """``mask_key_text`` applied through lists and dicts, for history data."""
+    """``mask_key_text`` applied through lists and dicts, for history data and merge
+    records; a dict that is an identity row (``type`` and ``value``) has its value
+    masked by its type."""
     if isinstance(value, str):
         return mask_key_text(value)
     if isinstance(value, list):
         return [mask_value(v) for v in value]
     if isinstance(value, dict):
+        if isinstance(value.get("type"), str) and isinstance(value.get("value"), str):
+            value = {**value, "value": mask_identity(value["type"], value["value"])}
         return {k: mask_value(v) for k, v in value.items()}
     return value

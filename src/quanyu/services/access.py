@@ -691,3 +691,27 @@ def scoped_filters(
     if scope.nothing:
         out["store"] = ["-"]
     return out
+
+
+def check_identities(platform: Platform, principal: Principal, keys: Iterable[Any]) -> None:
+    """Staff who see part of the members may not reach, by naming its identities (to
+    register or merge it), a member they cannot see: NotFound, as for a lookup."""
+    if principal.scope.everything:
+        return
+    from quanyu.services.members import profile_with  # noqa: PLC0415 - avoids a cycle
+
+    with platform.engine.connect() as conn:
+        for key in keys:
+            try:
+                pid = profile_with(conn, key)
+            except NotFound:
+                continue  # nobody holds it yet
+            if not visible(conn, principal.scope, pid):
+                raise NotFound("identity", str(key))
+
+
+def check_member_of(platform: Platform, principal: Principal, member_id: int | None) -> None:
+    """A record that belongs to a member (a coupon, a reservation) is not found for staff
+    who cannot see that member."""
+    if member_id is not None and not principal.scope.everything:
+        check_member(platform, principal, member_id)

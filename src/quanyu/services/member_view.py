@@ -29,6 +29,8 @@ def search(
         return []
     if len(text) > 255:
         raise ValidationFailed("search for at most 255 characters", field="q")
+    if any(ord(c) < 32 for c in text):
+        raise ValidationFailed("search text holds no control characters", field="q")
     limit = max(1, min(limit, MAX_RESULTS))
     values = {text}
     digits = text.replace(" ", "").replace("-", "")

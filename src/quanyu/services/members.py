@@ -189,6 +189,20 @@ def apply_registration(ws: WorkingSet, reg: Registration, *, actor: str) -> dict
     }
 
 
+def registration_keys(platform: Platform, reg: Registration) -> list[IdentityKey]:
+    """The identity keys a registration resolves (errors name the identity)."""
+    return [
+        make_key(
+            i.type,
+            i.value,
+            i.namespace,
+            default_region=platform.default_region,
+            field=f"identities[{n}]",
+        )
+        for n, i in enumerate(reg.identities)
+    ]
+
+
 def register(platform: Platform, reg: Registration, *, actor: str) -> dict[str, Any]:
     return run(platform, lambda ws: apply_registration(ws, reg, actor=actor))
 
@@ -216,6 +230,8 @@ def lookup(
     principal: Principal = SYSTEM,
 ) -> int:
     """The member holding an identity, if the principal's scope sees them."""
+    if "\x00" in value:
+        raise ValidationFailed("an identity holds no NUL character", field="value")
     key = make_key(
         type_, value, namespace, default_region=platform.default_region, field="identity"
     )
@@ -390,12 +406,19 @@ def merges_of(
         ]
 
 
-def merge_detail(platform: Platform, merge_id: int) -> dict[str, Any]:
+def merge_detail(
+    platform: Platform, merge_id: int, *, principal: Principal = SYSTEM
+) -> dict[str, Any]:
+    """A merge with the absorbed member's state before it; phone and e-mail in it are
+    masked for staff and keys."""
     with platform.engine.connect() as conn:
         row = conn.execute(select(t.merges).where(t.merges.c.id == merge_id)).first()
         if row is None:
             raise NotFound("merge", merge_id)
-        return dict(row._mapping)
+        found = dict(row._mapping)
+    if principal.masks_pii:
+        found["before_state"] = mask_value(found.get("before_state"))
+    return found
 
 
 def register_many(

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
 
 from quanyu.domain.access import SYSTEM, Permission, Principal, PrincipalKind
 from quanyu.domain.errors import Forbidden, NotAuthenticated
@@ -214,10 +215,17 @@ def authorize(
         raise Forbidden("this needs access to every member", permission="all_members")
     member_id = request.path_params.get("member_id")
     if member_id is not None and not principal.scope.everything:
-        number = int(member_id) if str(member_id).isdigit() else 0
-        if 1 <= number <= BIGINT:  # otherwise the route's own validation answers 422
+        # Read the id as the route will (``2.0`` and `` 2`` are 2 to it too).
+        try:
+            number = _MEMBER_ID.validate_python(member_id)
+        except ValidationError:
+            number = 0  # the route's own validation answers 422
+        if 1 <= number <= BIGINT:
             access.check_member(platform, principal, number)
     return principal
+
+
+_MEMBER_ID: TypeAdapter[int] = TypeAdapter(int)
 
 
 PrincipalDep = Annotated[Principal, Depends(authorize)]

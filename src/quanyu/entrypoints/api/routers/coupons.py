@@ -9,10 +9,12 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import AwareDatetime, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from quanyu.domain.access import Principal
 from quanyu.entrypoints.api.auth import PrincipalDep
 from quanyu.entrypoints.api.deps import ActorDep, EntityId, MemberId, PlatformDep
 from quanyu.entrypoints.api.schemas import Code, Minor, Strict, Text
-from quanyu.services import access, coupons
+from quanyu.services import access, coupons, members
+from quanyu.services.uow import Platform
 
 router = APIRouter(tags=["coupons"])
 
@@ -207,9 +209,28 @@ def member_coupons(
     return coupons.member_coupons(p, member_id, status=status)
 
 
+def _check_basket_member(p: Platform, who: Principal, body: BasketIn) -> None:
+    """Staff who see part of the members check out only members they see."""
+    m = body.member
+    if m is None or who.scope.everything:
+        return
+    if m.member_id is not None:
+        access.check_member(p, who, m.member_id)
+    else:
+        assert m.type is not None and m.value is not None
+        members.lookup(p, m.type, m.value, m.namespace, principal=who)
+
+
+def _check_reservation_member(p: Platform, who: Principal, channel: str, order_id: str) -> None:
+    if not who.scope.everything:
+        found = coupons.order_redemptions(p, channel, order_id)
+        access.check_member_of(p, who, found.get("member_id"))
+
+
 @router.post("/coupons/validate")
 async def validate(body: BasketIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     access.check_channel_scope(who, channel=body.channel, store=body.store)
+    await run_in_threadpool(_check_basket_member, p, who, body)
     return await run_in_threadpool(coupons.validate, p, body.to_request())
 
 
@@ -218,6 +239,7 @@ async def reserve(
     body: ReservationIn, p: PlatformDep, actor: ActorDep, who: PrincipalDep, response: Response
 ) -> dict[str, Any]:
     access.check_channel_scope(who, channel=body.channel, store=body.store)
+    await run_in_threadpool(_check_basket_member, p, who, body)
     result = await run_in_threadpool(
         coupons.reserve, p, body.to_request(body.order_id), actor=actor, confirm=body.confirm
     )
@@ -227,8 +249,12 @@ async def reserve(
 
 
 @router.get("/coupons/reservations/{channel}/{order_id}")
-def reservation(channel: ChannelPath, order_id: OrderPath, p: PlatformDep) -> dict[str, Any]:
-    return coupons.order_redemptions(p, channel, order_id)
+def reservation(
+    channel: ChannelPath, order_id: OrderPath, p: PlatformDep, who: PrincipalDep
+) -> dict[str, Any]:
+    found = coupons.order_redemptions(p, channel, order_id)
+    access.check_member_of(p, who, found.get("member_id"))
+    return found
 
 
 @router.post("/coupons/reservations/{channel}/{order_id}/confirm")
@@ -236,6 +262,7 @@ async def confirm(
     channel: ChannelPath, order_id: OrderPath, p: PlatformDep, actor: ActorDep, who: PrincipalDep
 ) -> dict[str, Any]:
     access.check_channel_scope(who, channel=channel, store=None, check_store=False)
+    await run_in_threadpool(_check_reservation_member, p, who, channel, order_id)
     return await run_in_threadpool(coupons.confirm, p, channel, order_id, actor=actor)
 
 
@@ -249,14 +276,17 @@ def release(  # noqa: PLR0917 - FastAPI parameters
     who: PrincipalDep,
 ) -> dict[str, Any]:
     access.check_channel_scope(who, channel=channel, store=None, check_store=False)
+    _check_reservation_member(p, who, channel, order_id)
     return coupons.release(p, channel, order_id, reason=body.reason, actor=actor)
 
 
 @router.get("/coupons/{code}")
 def coupon(
-    code: Annotated[str, Path(min_length=1, max_length=40)], p: PlatformDep
+    code: Annotated[str, Path(min_length=1, max_length=40)], p: PlatformDep, who: PrincipalDep
 ) -> dict[str, Any]:
-    return coupons.coupon_detail(p, code)
+    found = coupons.coupon_detail(p, code)
+    access.check_member_of(p, who, found.get("member_id"))
+    return found
 
 
 @router.post("/coupons/{code}/void")

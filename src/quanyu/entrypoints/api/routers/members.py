@@ -24,6 +24,7 @@ def register(
         identities=tuple(IdentityInput(i.type, i.value, i.namespace) for i in body.identities),
         **body.model_dump(exclude={"identities"}),
     )
+    access.check_identities(p, who, members.registration_keys(p, reg))
     result = members.register(p, reg, actor=actor)
     if not result["created"]:
         response.status_code = 200
@@ -81,5 +82,5 @@ def list_merges(p: PlatformDep, limit: int = Query(100, ge=1, le=1000)) -> list[
 
 
 @router.get("/merges/{merge_id}")
-def merge_detail(merge_id: EntityId, p: PlatformDep) -> dict[str, Any]:
-    return members.merge_detail(p, merge_id)
+def merge_detail(merge_id: EntityId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    return members.merge_detail(p, merge_id, principal=who)
