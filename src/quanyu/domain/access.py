@@ -188,6 +188,14 @@ def validate_staff(
         raise ValidationFailed(f"a {role.value} is not a guide", field="guide")
 
 
+LANGUAGES = ("zh-CN", "en")  # what staff may choose for the console
+
+
+def validate_language(language: str | None) -> None:
+    if language is not None and language not in LANGUAGES:
+        raise ValidationFailed(f"language must be one of {', '.join(LANGUAGES)}", field="language")
+
+
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD = 10
 
@@ -264,10 +272,6 @@ MASKED_TYPES = {"phone": mask_phone, "email": mask_email}
 def mask_identity(type_: str, value: str) -> str:
     masker = MASKED_TYPES.get(type_)
     return masker(value) if masker else value
-
-
-def mask_pii(type_: str, value: str, *, reveal: bool) -> str:
-    return value if reveal else mask_identity(type_, value)
 
 
 # An identity key written into text: ``phone:+8613800130001``, or ``email:`` and an

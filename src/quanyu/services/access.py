@@ -20,7 +20,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from quanyu.adapters import tables as t
@@ -28,6 +28,7 @@ from quanyu.adapters.reference import ReferenceData
 from quanyu.domain.access import (
     KEY_PERMISSIONS,
     ROLE_PERMISSIONS,
+    Permission,
     Principal,
     PrincipalKind,
     Role,
@@ -35,6 +36,7 @@ from quanyu.domain.access import (
     Throttle,
     staff_scope,
     validate_credentials,
+    validate_language,
     validate_staff,
 )
 from quanyu.domain.errors import (
@@ -47,7 +49,6 @@ from quanyu.domain.errors import (
 from quanyu.services.uow import Platform
 
 SESSION_HOURS = 12
-LANGUAGES = ("zh-CN", "en")
 THROTTLE = Throttle()
 
 _hasher = PasswordHasher()
@@ -153,8 +154,7 @@ def create_staff(
 ) -> dict[str, Any]:
     validate_credentials(username, password)
     validate_staff(role=role, stores=stores, region=region, guide=guide)
-    if language is not None and language not in LANGUAGES:
-        raise ValidationFailed(f"language must be one of {', '.join(LANGUAGES)}", field="language")
+    validate_language(language)
     password_hash = _hasher.hash(password)
     with platform.engine.begin() as conn:
         ref = platform.reference.get(conn)
@@ -265,8 +265,7 @@ def set_active(platform: Platform, username: str, *, active: bool, actor: str) -
 
 
 def set_language(platform: Platform, staff_id: int, language: str | None) -> None:
-    if language is not None and language not in LANGUAGES:
-        raise ValidationFailed(f"language must be one of {', '.join(LANGUAGES)}", field="language")
+    validate_language(language)
     with platform.engine.begin() as conn:
         conn.execute(update(t.staff).where(t.staff.c.id == staff_id).values(language=language))
 
@@ -640,7 +639,6 @@ def check_member(platform: Platform, principal: Principal, profile_id: int) -> i
 def reveal(platform: Platform, principal: Principal, profile_id: int) -> list[dict[str, Any]]:
     """The member's identities unmasked, for a principal allowed to reveal them. Every
     reveal is audited."""
-    from quanyu.domain.access import Permission  # noqa: PLC0415
     from quanyu.services.members import identities_of  # noqa: PLC0415
 
     if not principal.can(Permission.REVEAL_PII):
@@ -659,15 +657,6 @@ def reveal(platform: Platform, principal: Principal, profile_id: int) -> list[di
             at=platform.clock.now(),
         )
     return found
-
-
-def store_ids_in(scope: Scope, ref: ReferenceData) -> Iterable[int]:
-    return ref.stores_by_id if scope.everything else scope.stores
-
-
-def count_staff(platform: Platform) -> int:
-    with platform.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(t.staff)).scalar_one())
 
 
 def scoped_filters(

@@ -23,7 +23,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-LANGUAGES = ("zh-CN", "en")
+from quanyu.domain.access import LANGUAGES
+
 DEFAULT = "zh-CN"
 LOCALE_DIR = Path(__file__).parent / "locale"
 NAMES = {"zh-CN": "中文", "en": "English"}
@@ -40,6 +41,12 @@ def translations(language: str) -> NullTranslations:
     write_mo(buffer, catalog)
     buffer.seek(0)
     return Translations(buffer)
+
+
+@cache
+def _locale(language: str) -> Locale:
+    """Parsed once per language: a page formats hundreds of numbers and dates."""
+    return Locale.parse(language.replace("-", "_"))
 
 
 def negotiate(saved: str | None, accept_language: str | None) -> str:
@@ -64,7 +71,7 @@ class Formats:
 
     @property
     def locale(self) -> Locale:
-        return Locale.parse(self.language.replace("-", "_"))
+        return _locale(self.language)
 
     def number(self, value: int | float | Decimal | None, digits: int = 0) -> str:
         if value is None:

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from quanyu.domain.access import Permission, Principal, PrincipalKind
+from quanyu.domain.access import LANGUAGES, Permission, Principal
 from quanyu.domain.errors import (
     Forbidden,
     NotAuthenticated,
@@ -51,6 +51,7 @@ router = APIRouter(include_in_schema=False)
 
 P = Permission
 CN = ZoneInfo("Asia/Shanghai")
+BUILDER_ROWS = 4  # condition rows in the segment builder
 
 
 class LoginRequired(Exception):
@@ -62,14 +63,22 @@ def _platform(request: Request) -> Platform:
     return p
 
 
-def _who(request: Request) -> tuple[Principal, str]:
+def _session(request: Request) -> tuple[Principal, str] | None:
+    """The logged-in staff member and their CSRF token; None without a live session."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
-        raise LoginRequired
+        return None
     try:
         return access.session(_platform(request), token)
     except NotAuthenticated:
-        raise LoginRequired from None
+        return None
+
+
+def _who(request: Request) -> tuple[Principal, str]:
+    found = _session(request)
+    if found is None:
+        raise LoginRequired
+    return found
 
 
 def _check_csrf(request: Request, csrf: str, form_token: str | None) -> None:
@@ -92,13 +101,9 @@ def render(
     status: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    platform = _platform(request)
-    language = i18n.negotiate(
-        who.language if who else request.cookies.get("quanyu_lang"),
-        request.headers.get("accept-language"),
-    )
+    language = _lang(request, who)
     tr = i18n.translations(language)
-    fmt = i18n.Formats(language, _tz(platform))
+    fmt = i18n.Formats(language, _tz(_platform(request)))
     env_globals = {
         "_": tr.gettext,
         "gettext": tr.gettext,
@@ -146,11 +151,7 @@ def login(
             _platform(request), username=username, password=password, address=address
         )
     except (NotAuthenticated, TooManyAttempts) as exc:
-        tr = i18n.translations(
-            i18n.negotiate(
-                request.cookies.get("quanyu_lang"), request.headers.get("accept-language")
-            )
-        )
+        tr = i18n.translations(_lang(request, None))
         message = (
             tr.gettext("Too many failed logins. Try again in %(seconds)s seconds.")
             % {"seconds": exc.retry_after}
@@ -174,14 +175,10 @@ def login(
 
 @router.post("/logout", response_model=None)
 def logout(request: Request, csrf_token: Annotated[str | None, Form()] = None) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        try:
-            _, csrf = access.session(_platform(request), token)
-            _check_csrf(request, csrf, csrf_token)
-            access.logout(_platform(request), token)
-        except NotAuthenticated:
-            pass
+    found = _session(request)
+    if found is not None:
+        _check_csrf(request, found[1], csrf_token)
+        access.logout(_platform(request), request.cookies[SESSION_COOKIE])
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -194,18 +191,13 @@ def language(
     csrf_token: Annotated[str | None, Form()] = None,
     back: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
-    if language not in i18n.LANGUAGES:
+    if language not in LANGUAGES:
         raise ValidationFailed("unknown language", field="language")
     response = RedirectResponse(_safe_next(back), status_code=303)
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        try:
-            who, csrf = access.session(_platform(request), token)
-        except NotAuthenticated:
-            who = None
-        if who is not None and who.staff_id is not None:
-            _check_csrf(request, csrf, csrf_token)
-            access.set_language(_platform(request), who.staff_id, language)
+    found = _session(request)
+    if found is not None and found[0].staff_id is not None:
+        _check_csrf(request, found[1], csrf_token)
+        access.set_language(_platform(request), found[0].staff_id, language)
     response.set_cookie("quanyu_lang", language, samesite="lax", max_age=365 * 86400, path="/")
     return response
 
@@ -248,7 +240,7 @@ def dashboard(
     repurchase = insight.kpi(platform, "repurchase", monthly)
     total = insight.kpi_query(since=since, until=until, filters=filters)
     totals = (insight.kpi(platform, "sales", total) or [{}])[0]
-    new_total = sum(r["new_members"] for r in insight.kpi(platform, "new_members", total))
+    new_total = sum(r["new_members"] for r in recruits)  # every channel, every month
     lifecycle = insight.kpi(platform, "lifecycle", total)
     charts = _dashboard_charts(sales, recruits, repurchase, lifecycle)
     ref = platform.reference.get()
@@ -392,17 +384,16 @@ def member_points(
     platform = _platform(request)
     access.check_member(platform, who, member_id)
     error = None
+    gettext = i18n.translations(_lang(request, who)).gettext
     try:
         amount = int(points_delta)
         if amount == 0:
             raise ValueError
     except ValueError:
-        error = i18n.translations(_lang(request, who)).gettext(
-            "Enter a whole number of points other than zero."
-        )
+        error = gettext("Enter a whole number of points other than zero.")
     else:
         if not reason.strip():
-            error = i18n.translations(_lang(request, who)).gettext("A reason is required.")
+            error = gettext("A reason is required.")
         else:
             try:
                 points.adjust(platform, member_id, points=amount, reason=reason, actor=who.actor)
@@ -477,7 +468,7 @@ def _lang(request: Request, who: Principal | None) -> str:
 def _condition_from_form(form: dict[str, str]) -> dict[str, Any]:
     """The builder's rows as a condition: every filled row must hold (``all``)."""
     rows: list[dict[str, Any]] = []
-    for i in range(6):
+    for i in range(BUILDER_ROWS):
         kind = form.get(f"kind{i}", "")
         value = form.get(f"value{i}", "").strip()
         if not kind or not value:
@@ -500,8 +491,7 @@ def _builder_row(kind: str, op: str, value: str, i: int) -> dict[str, Any]:
     if kind == "tier":
         return {"attr": "tier", "op": "in", "value": [v.strip() for v in value.split(",")]}
     if kind in ("home_store", "channel", "gender"):
-        attr = {"home_store": "home_store", "channel": "channel", "gender": "gender"}[kind]
-        return {"attr": attr, "op": "in", "value": [v.strip() for v in value.split(",")]}
+        return {"attr": kind, "op": "in", "value": [v.strip() for v in value.split(",")]}
     if kind.startswith("tag:"):
         return {"tag": kind[4:], "op": "eq", "value": value}
     if kind in ("orders", "sales"):
@@ -535,18 +525,23 @@ def segments_page(request: Request) -> HTMLResponse:
         csrf=csrf,
         segments=insight.list_segments(platform),
         tags=insight.list_tags(platform),
+        rows=BUILDER_ROWS,
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: str(v) for k, v in form.items()}
+R = TypeVar("R", bound=Response)
+
+
+async def _with_form(request: Request, fn: Callable[[Request, dict[str, str]], R]) -> R:
+    """``fn(request, form fields)`` in the thread pool: the builder's fields vary, so
+    the form is read whole, which only an async route can do."""
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    return await run_in_threadpool(fn, request, form)
 
 
 @router.post("/segments/count", response_class=HTMLResponse)
 async def segment_count(request: Request) -> HTMLResponse:
-    form = await _form(request)
-    return await _threaded(request, form, _count)
+    return await _with_form(request, _count)
 
 
 def _count(request: Request, form: dict[str, str]) -> HTMLResponse:
@@ -571,8 +566,7 @@ def _count(request: Request, form: dict[str, str]) -> HTMLResponse:
 
 @router.post("/segments/overlap", response_class=HTMLResponse)
 async def segment_overlap(request: Request) -> HTMLResponse:
-    form = await _form(request)
-    return await _threaded(request, form, _overlap)
+    return await _with_form(request, _overlap)
 
 
 def _overlap(request: Request, form: dict[str, str]) -> HTMLResponse:
@@ -591,8 +585,7 @@ def _overlap(request: Request, form: dict[str, str]) -> HTMLResponse:
 
 @router.post("/segments/{code}/export", response_model=None)
 async def segment_export(request: Request, code: str) -> Response:
-    form = await _form(request)
-    return await _threaded(request, form, lambda r, f: _export(r, f, code))
+    return await _with_form(request, lambda r, f: _export(r, f, code))
 
 
 def _export(request: Request, form: dict[str, str], code: str) -> Response:
@@ -606,15 +599,6 @@ def _export(request: Request, form: dict[str, str], code: str) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{code}.csv"'},
     )
-
-
-R = TypeVar("R", bound=Response)
-
-
-async def _threaded(
-    request: Request, form: dict[str, str], fn: Callable[[Request, dict[str, str]], R]
-) -> R:
-    return await run_in_threadpool(fn, request, form)
 
 
 # ---------------------------------------------------------------- coupons and the mall
@@ -757,15 +741,6 @@ def node_modules() -> Path | None:
 
 def html_error(request: Request, exc: QuanyuError, status: int) -> HTMLResponse:
     """A console page's error, as a page (or a fragment for HTMX)."""
-    who: Principal | None = None
-    csrf: str | None = None
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        try:
-            who, csrf = access.session(_platform(request), token)
-        except QuanyuError:
-            who = None
-    if who is not None and who.kind is not PrincipalKind.STAFF:
-        who = None
+    who, csrf = _session(request) or (None, None)
     name = "_error.html" if request.headers.get("hx-request") else "error.html"
     return render(request, name, who=who, csrf=csrf, status=status, error=exc, code=status)
