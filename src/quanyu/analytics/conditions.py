@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
+from quanyu.analytics import summary as summaries
 from quanyu.analytics.kpis import Tables
 from quanyu.domain.segments import (
     AllOf,
@@ -38,6 +39,12 @@ from quanyu.domain.segments import (
 )
 
 HELD_KINDS = ("issued", "claimed", "released", "returned")
+SUMMARY_MEASURE = {
+    OrderMetric.COUNT: "orders",
+    OrderMetric.SALES: "sales",
+    OrderMetric.UNITS: "units",
+    OrderMetric.RECENCY_DAYS: "last_at",
+}
 
 
 def days_between(earlier: ir.TimestampValue, later: ir.TimestampValue) -> ir.IntegerValue:
@@ -81,9 +88,12 @@ class _Compiler:
     ...)``), so twenty tests over orders scan the orders once. Pass 2 turns each condition
     into a predicate over the joined columns."""
 
-    def __init__(self, tables: Tables, as_of: datetime) -> None:
+    def __init__(
+        self, tables: Tables, as_of: datetime, summary: summaries.Summary | None = None
+    ) -> None:
         self.tables = tables
         self.as_of = as_of
+        self.summary = summary
         self.base = tables["members"]
         self.columns: dict[int, str] = {}
         self.groups: dict[str, dict[str, Condition]] = {}
@@ -103,10 +113,17 @@ class _Compiler:
                 self.columns[id(cond)] = name
                 self.groups.setdefault(self._source(cond), {})[name] = cond
 
-    @staticmethod
-    def _source(cond: Condition) -> str:
+    def _source(self, cond: Condition) -> str:
         if isinstance(cond, OrderCondition):
-            return "lines" if cond.category or cond.sku else "orders"
+            if cond.category or cond.sku:
+                return "lines"
+            if (
+                self.summary is not None
+                and not (cond.channel or cond.store)
+                and self.summary.serves(self.as_of, cond.within_days)
+            ):
+                return "summary"
+            return "orders"
         if isinstance(cond, PointsCondition):
             return "points"
         if isinstance(cond, CouponCondition):
@@ -127,6 +144,15 @@ class _Compiler:
         return table
 
     def _aggregate(self, source: str, tests: dict[str, Condition]) -> ir.Table:
+        if source == "summary":
+            assert self.summary is not None
+            readings = {
+                name: summaries.Reading(SUMMARY_MEASURE[c.metric], c.within_days)
+                for name, c in tests.items()
+                if isinstance(c, OrderCondition)
+            }
+            read = summaries.read(self.summary, self.tables, readings, as_of=self.as_of)
+            return read.rename(k="member_id")
         facts = self._facts(source)
         windows = [getattr(c, "within_days", None) for c in tests.values()]
         if source in ("orders", "lines") and None not in windows:
@@ -283,10 +309,17 @@ class _Compiler:
         return table[attr.value]
 
 
-def evaluate(tables: Tables, named: Mapping[str, Condition], *, as_of: datetime) -> ir.Table:
+def evaluate(
+    tables: Tables,
+    named: Mapping[str, Condition],
+    *,
+    as_of: datetime,
+    summary: summaries.Summary | None = None,
+) -> ir.Table:
     """``member_id`` and one boolean column per named condition, for every member: many
-    tags in one pass over the facts."""
-    compiler = _Compiler(tables, as_of)
+    tags in one pass over the facts. Order tests the ``summary`` holds read it instead
+    of the orders (:mod:`quanyu.analytics.summary`)."""
+    compiler = _Compiler(tables, as_of, summary)
     for condition in named.values():
         compiler.collect(condition)
     table = compiler.joined()
@@ -295,13 +328,19 @@ def evaluate(tables: Tables, named: Mapping[str, Condition], *, as_of: datetime)
     )
 
 
-def matching(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
+def matching(
+    tables: Tables,
+    condition: Condition,
+    *,
+    as_of: datetime,
+    summary: summaries.Summary | None = None,
+) -> ir.Table:
     """The members (all canonical member columns) that ``condition`` selects at ``as_of``.
 
     Attribute tests that every selected member must pass (the condition itself, or parts
     of a top-level ``all``) are applied to the members first, and the facts are grouped
     only for the members left: a segment of gold members groups gold members' orders."""
-    compiler = _Compiler(tables, as_of)
+    compiler = _Compiler(tables, as_of, summary)
     compiler.collect(condition)
     parts = condition.parts if isinstance(condition, AllOf) else (condition,)
     required = [p for p in parts if isinstance(p, AttrCondition)]
@@ -311,5 +350,11 @@ def matching(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Tab
     return table.filter(compiler.predicate(table, condition)).select(*compiler.base.columns)
 
 
-def member_ids(tables: Tables, condition: Condition, *, as_of: datetime) -> ir.Table:
-    return matching(tables, condition, as_of=as_of).select("member_id")
+def member_ids(
+    tables: Tables,
+    condition: Condition,
+    *,
+    as_of: datetime,
+    summary: summaries.Summary | None = None,
+) -> ir.Table:
+    return matching(tables, condition, as_of=as_of, summary=summary).select("member_id")

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 
+from quanyu.analytics import summary as summaries
 from quanyu.analytics.conditions import days_between
 from quanyu.analytics.kpis import Tables, counted_orders
+from quanyu.analytics.summary import Reading
 
 RFM_VERSION = "rfm-1"
 LIFECYCLE_VERSION = "lifecycle-1"
@@ -40,26 +42,74 @@ def member_orders(tables: Tables, as_of: datetime) -> ir.Table:
     return o.filter(o.member_id.notnull() & (o.ordered_at <= as_of))
 
 
-def _quintile(column: ir.Value, *, descending: bool = False) -> ir.IntegerValue:
-    """1-5 by percent rank, so equal values get equal scores (ntile would split ties)."""
-    order = ibis.desc(column) if descending else column
-    rank = ibis.percent_rank().over(order_by=order)
-    return (rank * 5).floor().clip(upper=4).cast("int64") + 1
+def _with_quintiles(table: ir.Table, scores: dict[str, tuple[str, bool]]) -> ir.Table:
+    """``table`` with a 1-5 score per ``name: (column, descending)``: by the percent rank
+    of the column (more is higher, or less when descending), equal values getting equal
+    scores (ntile would split ties).
+
+    Ranks are counted over each column's distinct values rather than by sorting every
+    row: a histogram, a running count over it, and from that the four values where the
+    score steps up. Each row is then scored against those four values (one row, cross
+    joined), with no join on the column."""
+    steps: list[ir.Table] = []
+    for name, (column, descending) in scores.items():
+        counts = table.group_by(column).aggregate(_n=table.count())
+        order = ibis.desc(counts[column]) if descending else counts[column]
+        before = counts._n.sum().over(ibis.window(order_by=order, following=0)) - counts._n
+        rows = counts._n.sum().over()
+        rank = (before.cast("float64") / (rows - 1).nullif(0).cast("float64")).fill_null(0.0)
+        ranked = counts.mutate(_score=(rank * 5).floor().clip(upper=4).cast("int64") + 1)
+        value = ranked[column]
+        bound = {
+            f"_{name}{k}": (value.max if descending else value.min)(where=ranked._score >= k)
+            for k in range(2, 6)
+        }
+        steps.append(ranked.aggregate(**bound))
+    out = table
+    for step in steps:
+        out = out.cross_join(step)
+    for name, (column, descending) in scores.items():
+        score: ir.IntegerValue = ibis.literal(1)
+        for k in range(2, 6):
+            bound_k = out[f"_{name}{k}"]
+            reached = out[column] <= bound_k if descending else out[column] >= bound_k
+            score = score + reached.fill_null(False).cast("int64")
+        out = out.mutate(**{name: score})
+    return out.drop(*[c for c in out.columns if c.startswith("_") and c not in table.columns])
 
 
-def rfm(tables: Tables, *, as_of: datetime, lookback_days: int = 365) -> ir.Table:
-    """R, F and M quintile scores of members who bought in the lookback window, the
-    combined ``score`` (R*100 + F*10 + M) and the named segment as ``value``."""
-    o = member_orders(tables, as_of)
-    o = o.filter(o.ordered_at > as_of - timedelta(days=lookback_days))
-    per = o.group_by("member_id").aggregate(
-        last_at=o.ordered_at.max(), frequency=o.count(), monetary=o.net_sales.sum()
-    )
+def rfm(
+    tables: Tables,
+    *,
+    as_of: datetime,
+    lookback_days: int = 365,
+    summary: summaries.Summary | None = None,
+) -> ir.Table:
+    """R, F and M quintile scores of members who bought in the lookback window (the
+    ``lookback_days`` up to ``as_of``), the combined ``score`` (R*100 + F*10 + M) and the
+    named segment as ``value``. Read from ``summary`` when it holds the window."""
+    if summary is not None and summary.serves(as_of, lookback_days):
+        per = summaries.read(
+            summary,
+            tables,
+            {
+                "last_at": Reading("last_at"),
+                "frequency": Reading("orders", lookback_days),
+                "monetary": Reading("sales", lookback_days),
+            },
+            as_of=as_of,
+        )
+        per = per.filter(per.frequency > 0)
+    else:
+        o = member_orders(tables, as_of)
+        o = o.filter(o.ordered_at >= as_of - timedelta(days=lookback_days))
+        per = o.group_by("member_id").aggregate(
+            last_at=o.ordered_at.max(), frequency=o.count(), monetary=o.net_sales.sum()
+        )
     per = per.mutate(recency_days=days_between(per.last_at, ibis.literal(as_of)))
-    per = per.mutate(
-        r=_quintile(per.recency_days, descending=True),
-        f=_quintile(per.frequency),
-        m=_quintile(per.monetary),
+    per = _with_quintiles(
+        per,
+        {"r": ("recency_days", True), "f": ("frequency", False), "m": ("monetary", False)},
     )
     segment = ibis.cases(
         *[
@@ -90,7 +140,11 @@ LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed", "won_back"
 
 
 def lifecycle(
-    tables: Tables, *, as_of: datetime, thresholds: LifecycleThresholds | None = None
+    tables: Tables,
+    *,
+    as_of: datetime,
+    thresholds: LifecycleThresholds | None = None,
+    summary: summaries.Summary | None = None,
 ) -> ir.Table:
     """The lifecycle stage of every known person, as of ``as_of``:
 
@@ -101,19 +155,32 @@ def lifecycle(
     - ``lapsed``: last bought longer ago than ``lapsed_days``;
     - ``prospect``: never bought, and not a member who joined within ``new_days``.
 
-    ``score`` is the days since the last purchase (null for a prospect)."""
+    ``score`` is the days since the last purchase (null for a prospect). Read from
+    ``summary`` when it serves ``as_of``."""
     th = thresholds or LifecycleThresholds()
-    o = member_orders(tables, as_of)
-    o = o.mutate(
-        _n=ibis.row_number().over(
-            group_by=o.member_id, order_by=[ibis.desc(o.ordered_at), ibis.desc(o.order_id)]
+    if summary is not None and summary.serves(as_of):
+        per = summaries.read(
+            summary,
+            tables,
+            {
+                "first_at": Reading("first_at"),
+                "last_at": Reading("last_at"),
+                "previous_at": Reading("previous_at"),
+            },
+            as_of=as_of,
         )
-    )
-    per = o.group_by("member_id").aggregate(
-        first_at=o.ordered_at.min(),
-        last_at=o.ordered_at.max(),
-        previous_at=o.ordered_at.max(where=o._n == 1),
-    )
+    else:
+        o = member_orders(tables, as_of)
+        o = o.mutate(
+            _n=ibis.row_number().over(
+                group_by=o.member_id, order_by=[ibis.desc(o.ordered_at), ibis.desc(o.order_id)]
+            )
+        )
+        per = o.group_by("member_id").aggregate(
+            first_at=o.ordered_at.min(),
+            last_at=o.ordered_at.max(),
+            previous_at=o.ordered_at.max(where=o._n == 1),
+        )
     m = tables["members"]
     # Only people known at as_of: a member who joins later is not counted back in time.
     m = m.filter(

@@ -38,6 +38,7 @@ import pyarrow as pa
 from sqlalchemy.engine import make_url
 
 from quanyu.analytics import canonical
+from quanyu.analytics import summary as summaries
 from quanyu.analytics.schema import SCHEMAS
 
 MARGIN = timedelta(minutes=10)
@@ -187,7 +188,8 @@ def sync(
     }
     merges = _merges_since(op, since)
     fingerprint = dimension_fingerprint(op)
-    steps = len(facts) + len(dims) + 1
+    steps = len(facts) + len(dims) + 2
+    touched: list[pa.Array] = []  # members whose orders were copied
     with transaction(store) as con:
         arrived = False
         for i, (name, expr) in enumerate({**facts, **dims}.items()):
@@ -210,6 +212,8 @@ def sync(
                     "(SELECT order_id FROM orders)"
                 ).fetchone()
                 arrived = new > 0
+            if name == "orders":
+                touched.append(data.column("member_id").combine_chunks())
             shifted = _shifted_select(name, minutes)
             if name in DIMENSIONS or (report.full and name != "member_tags"):
                 con.execute(f"DELETE FROM {name}")
@@ -244,6 +248,11 @@ def sync(
                 )
             con.unregister("_merges")
         report.merges = len(merges)
+        if merges:
+            touched.append(pa.array([m for pair in merges for m in pair], pa.int64()))
+        _keep_summary(store, con, local_now=now + timedelta(minutes=minutes), touched=touched)
+        if progress:
+            progress("sync", steps - 1, steps)
         con.execute(
             f"INSERT OR REPLACE INTO {STATE} VALUES ('facts', ?)", [now.replace(tzinfo=None)]
         )
@@ -253,6 +262,70 @@ def sync(
         progress("sync", steps, steps)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _keep_summary(store: Any, con: Any, *, local_now: datetime, touched: list[pa.Array]) -> None:
+    """Keep the member summary (:mod:`quanyu.analytics.summary`) current. On the first
+    refresh of a day it is moved on from the day before (:func:`summaries.roll`), or
+    built again when it is older or missing; then the rows of the members whose orders
+    were copied, or who were merged, are computed again."""
+    anchor = summaries.anchor_of(local_now)
+    row = con.execute(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchone()
+    if row is None or row[0] != anchor:
+        if row is not None and row[0] + timedelta(days=1) == anchor:
+            roll_summary(store, con, anchor=row[0])
+        else:
+            write_summary(store, con, anchor=anchor)
+            touched = []
+        con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES ('summary', ?)", [anchor])
+    ids = (
+        pa.chunked_array([a.cast(pa.int64()) for a in touched], pa.int64()).drop_null().unique()
+        if touched
+        else None
+    )
+    if ids is None or not len(ids):
+        return
+    con.register("_touched", pa.table({"member_id": ids}))
+    write_summary(store, con, anchor=anchor, members="_touched")
+    con.unregister("_touched")
+
+
+def _summary_columns() -> str:
+    return ", ".join(f'"{c}" {_duck_type(k)}' for c, k in summaries.SCHEMA.items())
+
+
+def write_summary(store: Any, con: Any, *, anchor: datetime, members: str | None = None) -> None:
+    """Build the member summary as of ``anchor`` (the rows of the members listed in the
+    table or view named ``members``, when given) through the store's raw connection."""
+    tables = {"orders": store.table("orders")}
+    who = None if members is None else ibis.table({"member_id": "int64"}, name=members)
+    sql = ibis.to_sql(summaries.build(tables, anchor=anchor, members=who), dialect="duckdb")
+    if members is None:
+        con.execute(f"CREATE OR REPLACE TABLE {summaries.TABLE} ({_summary_columns()})")
+    else:
+        con.execute(
+            f"DELETE FROM {summaries.TABLE} WHERE member_id IN (SELECT member_id FROM {members})"
+        )
+    con.execute(f"INSERT INTO {summaries.TABLE} {sql}")
+
+
+def roll_summary(store: Any, con: Any, *, anchor: datetime) -> None:
+    """Move the member summary of ``anchor``'s day on to the next day."""
+    current = summaries.Summary(store.table(summaries.TABLE), anchor)
+    sql = ibis.to_sql(summaries.roll(current, {"orders": store.table("orders")}), dialect="duckdb")
+    following = f"{summaries.TABLE}_next"
+    con.execute(f"CREATE OR REPLACE TABLE {following} ({_summary_columns()})")
+    con.execute(f"INSERT INTO {following} {sql}")
+    con.execute(f"DROP TABLE {summaries.TABLE}")
+    con.execute(f"ALTER TABLE {following} RENAME TO {summaries.TABLE}")
+
+
+def summary_of(store: Any) -> summaries.Summary | None:
+    """The store's member summary, when it has one."""
+    rows = store.raw_sql(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchall()
+    if not rows:
+        return None
+    return summaries.Summary(store.table(summaries.TABLE), rows[0][0])
 
 
 def _shifted_select(name: str, minutes: int) -> str:

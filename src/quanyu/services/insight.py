@@ -33,6 +33,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from quanyu.adapters import tables as t
 from quanyu.analytics import canonical, conditions, kpis, models, sync
+from quanyu.analytics import summary as summaries
 from quanyu.analytics.schema import SCHEMAS
 from quanyu.domain.errors import NotFound, Unavailable, ValidationFailed
 from quanyu.domain.segments import Condition, parse, tags_used, validate_codes
@@ -64,6 +65,17 @@ MAX_PURPOSE = 32
 
 
 # ---------------------------------------------------------------- the analytics store
+
+
+class Snapshot(dict[str, ir.Table]):
+    """The canonical tables of one refresh of the store, with its member summary (None
+    when read directly, or before the first refresh made one)."""
+
+    summary: summaries.Summary | None = None
+
+
+def summary_of(tables: kpis.Tables) -> summaries.Summary | None:
+    return tables.summary if isinstance(tables, Snapshot) else None
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,7 @@ class Analytics:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _synced: datetime | None = None
-    _tables: dict[str, ir.Table] | None = None
+    _tables: Snapshot | None = None
     memo: dict[str, Any] = field(default_factory=dict)  # fits shared within one sync
     # KPI results of the current data: every refresh starts a new ``generation`` with
     # its own results, so a figure is never older than the data it is computed from.
@@ -229,13 +241,13 @@ class Analytics:
                 results.popitem(last=False)
             return rows
 
-    def tables(self) -> dict[str, ir.Table]:
+    def tables(self) -> Snapshot:
         """The canonical tables, refreshed first when older than ``max_age`` (unless a
         background thread refreshes them)."""
         if self.direct:
             minutes = canonical.offset_minutes(self.timezone, self.platform.clock.now())
             with self.lock:
-                return canonical.views(self.source(), minutes=minutes)
+                return Snapshot(canonical.views(self.source(), minutes=minutes))
         stale = (
             self._synced is None
             or (datetime.now(UTC) - self._synced).total_seconds() > self.max_age
@@ -244,12 +256,16 @@ class Analytics:
             self.refresh()
         return self._build_tables()
 
-    def _build_tables(self) -> dict[str, ir.Table]:
+    def _build_tables(self) -> Snapshot:
         with self.lock:
             if self._tables is None:  # the same tables until the next refresh
                 reader = self.reader()
-                self._tables = {name: reader.table(name) for name in SCHEMAS}
-            return dict(self._tables)
+                tables = Snapshot({name: reader.table(name) for name in SCHEMAS})
+                tables.summary = sync.summary_of(reader)
+                self._tables = tables
+            copy = Snapshot(self._tables)
+            copy.summary = self._tables.summary
+            return copy
 
     def execute(self, expr: ir.Expr) -> pa.Table:
         with self.lock:
@@ -374,7 +390,7 @@ def kpi(
 
 
 def lifecycle_counts(tables: kpis.Tables, query: kpis.KpiQuery, *, as_of: datetime) -> ir.Table:
-    stages = models.lifecycle(tables, as_of=as_of)
+    stages = models.lifecycle(tables, as_of=as_of, summary=summary_of(tables))
     m = tables["members"].drop("registered_at")
     j = stages.join(m, "member_id")
     for dim, codes in query.filters.items():
@@ -464,11 +480,11 @@ def model_expression(
     version; None for the models fitted in Python (BG/NBD, CLV)."""
     model, settings = validate_definition("model", TagKind.MODEL, document)
     if model is Model.RFM:
-        r = models.rfm(tables, as_of=as_of, **settings)
+        r = models.rfm(tables, as_of=as_of, summary=summary_of(tables), **settings)
         return r.select("member_id", "value", "score"), models.RFM_VERSION
     if model is Model.LIFECYCLE:
         th = models.LifecycleThresholds(**settings)
-        stages = models.lifecycle(tables, as_of=as_of, thresholds=th)
+        stages = models.lifecycle(tables, as_of=as_of, thresholds=th, summary=summary_of(tables))
         return stages.select("member_id", "value", "score"), models.LIFECYCLE_VERSION
     return None
 
@@ -529,7 +545,9 @@ def run_tags(
             flags = None
             if rules:
                 named = {d.code: parse(d.document, field="document") for d in rules}
-                flags = a.execute(conditions.evaluate(tables, named, as_of=as_of))
+                flags = a.execute(
+                    conditions.evaluate(tables, named, as_of=as_of, summary=summary_of(tables))
+                )
             for d in level:
                 results.append(
                     _run_one(
@@ -762,7 +780,8 @@ def count(platform: Platform, document: Any) -> dict[str, Any]:
     a = analytics(platform)
     with a.lock:
         at = a.now()
-        expr = conditions.matching(a.tables(), condition, as_of=at).count()
+        tables = a.tables()
+        expr = conditions.matching(tables, condition, as_of=at, summary=summary_of(tables)).count()
         return {"members": int(expr.execute()), "as_of": at.isoformat()}
 
 
@@ -772,7 +791,13 @@ def overlap(platform: Platform, first: Any, second: Any) -> dict[str, Any]:
     a = analytics(platform)
     with a.lock:
         # Both conditions in one pass over the facts.
-        flags = conditions.evaluate(a.tables(), {"first": a_cond, "second": b_cond}, as_of=a.now())
+        tables = a.tables()
+        flags = conditions.evaluate(
+            tables,
+            {"first": a_cond, "second": b_cond},
+            as_of=a.now(),
+            summary=summary_of(tables),
+        )
         agg = a.execute(
             flags.aggregate(
                 first=flags.first.sum(),
@@ -858,7 +883,10 @@ def _members_of(platform: Platform, definition: Mapping[str, Any]) -> list[int]:
     condition = _condition(definition["condition"])
     a = analytics(platform)
     with a.lock:
-        ids = a.execute(conditions.member_ids(a.tables(), condition, as_of=a.now()))
+        tables = a.tables()
+        ids = a.execute(
+            conditions.member_ids(tables, condition, as_of=a.now(), summary=summary_of(tables))
+        )
     return sorted(ids.column("member_id").to_pylist())
 
 
@@ -977,7 +1005,9 @@ def export_audience(
         if member_ids is None:
             assert code is not None
             condition = _condition(segment(platform, code)["condition"])
-            member_ids = conditions.member_ids(tables, condition, as_of=a.now())
+            member_ids = conditions.member_ids(
+                tables, condition, as_of=a.now(), summary=summary_of(tables)
+            )
         expr = audience_expression(tables, member_ids)
         data = a.execute(expr)
     with platform.engine.begin() as conn:

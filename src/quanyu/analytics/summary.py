@@ -1,0 +1,232 @@
+"""The member summary: each member's counted orders, summed once a day.
+
+Most order tests of tags and segments ("bought 3 times in 365 days", "last bought 180
+days ago"), RFM and the lifecycle stage read the same few figures per member. Grouping
+every order for each of them costs seconds at ten million members; the summary groups
+them once, in the analytics store, for the orders before the start of the day
+(``anchor``, wall-clock time of the program zone), and is kept current by the sync.
+
+A question asked at ``as_of`` during that day is answered exactly, from the summary and
+a thin slice of the orders:
+
+- the orders on or after ``anchor`` (up to ``as_of``) are added;
+- for a window of N days, the orders in ``[anchor - N, as_of - N)`` are taken away: the
+  window ``[as_of - N, as_of]`` is the summary's ``[anchor - N, anchor)`` moved by the
+  time since ``anchor``.
+
+So a count, a sum or a recency from the summary equals the same figure grouped from the
+orders (a test proves it, ``tests/integration/test_member_summary.py``). Windows other
+than :data:`WINDOWS`, and tests on channels, stores, categories or SKUs, read the orders.
+
+The summary is an optimisation of the DuckDB store: read directly from PostgreSQL, or on
+any backend without it, every expression groups the orders as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from quanyu.analytics.kpis import Tables
+
+
+def column(measure: str, window: int | None) -> str:
+    """The summary column of ``measure`` over ``window`` days (or all time)."""
+    return measure if window is None else f"{measure}_{window}"
+
+
+WINDOWS = (7, 30, 90, 180, 365)  # days, the windows brands use most
+MEASURES = ("orders", "sales", "units")
+TABLE = "member_summary"
+# The stored columns, in order. Sums are stored as int64: a backend's wider sum type
+# (DuckDB's HUGEINT) is many times slower to read.
+SCHEMA = ibis.schema(
+    {
+        "member_id": "int64",
+        "first_at": "timestamp",
+        "last_at": "timestamp",
+        "previous_at": "timestamp",
+        **{column(m, None): "int64" for m in MEASURES},
+        **{column(m, d): "int64" for d in WINDOWS for m in MEASURES},
+    }
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary table and the start of the day it was computed for."""
+
+    table: ir.Table
+    anchor: datetime
+
+    def serves(self, as_of: datetime, window: int | None = None) -> bool:
+        """Whether a figure at ``as_of`` (over ``window`` days, or all time) can be read
+        from this summary: during its day, for a window it holds."""
+        in_day = self.anchor <= as_of < self.anchor + timedelta(days=1)
+        return in_day and (window is None or window in WINDOWS)
+
+
+def anchor_of(now: datetime) -> datetime:
+    """The start of ``now``'s day (naive wall-clock time of the program zone)."""
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def counted(tables: Tables) -> ir.Table:
+    """Orders that count (refunds netted, fully refunded ones left out) of known members."""
+    o = tables["orders"]
+    o = o.filter(o.member_id.notnull() & (o.units > o.refunded_units))
+    return o.select(
+        "member_id",
+        "order_id",
+        "ordered_at",
+        net_sales=o.paid_total - o.refunded_amount,
+        net_units=o.units - o.refunded_units,
+    )
+
+
+def build(tables: Tables, *, anchor: datetime, members: ir.Table | None = None) -> ir.Table:
+    """The summary of the orders before ``anchor``, one row per member who has any
+    (only of ``members``' ``member_id`` when given). ``previous_at`` is the time of the
+    last order but one (equal to ``last_at`` when two share the latest time)."""
+    o = counted(tables)
+    o = o.filter(o.ordered_at < anchor)
+    if members is not None:
+        o = o.filter(o.member_id.isin(members.member_id))
+    last = o.group_by("member_id").aggregate(_last=o.ordered_at.max())
+    j = o.inner_join(last, "member_id")
+    at_last = j.ordered_at == j._last
+    figures: dict[str, ir.Value] = {
+        "first_at": j.ordered_at.min(),
+        "last_at": j._last.max(),
+        "previous_at": ibis.cases(
+            (at_last.cast("int64").sum() > 1, j._last.max()),
+            else_=j.ordered_at.max(where=~at_last),
+        ),
+        "orders": j.count(),
+        "sales": j.net_sales.sum(),
+        "units": j.net_units.sum(),
+    }
+    for days in WINDOWS:
+        inside = j.ordered_at >= anchor - timedelta(days=days)
+        figures[column("orders", days)] = j.count(where=inside)
+        figures[column("sales", days)] = j.net_sales.sum(where=inside).fill_null(0)
+        figures[column("units", days)] = j.net_units.sum(where=inside).fill_null(0)
+    out = j.group_by("member_id").aggregate(**figures)
+    return out.select(*SCHEMA.names)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What :func:`read` asks of one figure: ``measure`` (``orders``, ``sales``,
+    ``units`` or ``last_at``, over ``window`` days or all time; ``first_at`` or
+    ``previous_at``, all time)."""
+
+    measure: str
+    window: int | None = None
+
+
+def read(
+    summary: Summary,
+    tables: Tables,
+    readings: dict[str, Reading],
+    *,
+    as_of: datetime,
+    through: bool = True,
+) -> ir.Table:
+    """``member_id`` and one column per reading, exact at ``as_of``, for every member with
+    a counted order by ``as_of`` (a full outer join of the summary and the day's slice).
+    With ``through=False``, orders at ``as_of`` itself are left out, as the summary
+    leaves out those at its anchor.
+
+    ``last_at`` over a window is the last order's time when it falls in the window, else
+    null. The caller checks :meth:`Summary.serves` first."""
+    anchor = summary.anchor
+    windows = sorted({r.window for r in readings.values() if r.window is not None})
+    o = counted(tables)
+    # The slice: the day's orders, and the orders leaving each window since the anchor.
+    # The ranges are disjoint (the day is shorter than the shortest window); one filter
+    # each lets the backend skip the blocks outside them.
+    end = o.ordered_at <= as_of if through else o.ordered_at < as_of
+    ranges = [(o.ordered_at >= anchor) & end]
+    ranges += _leaving(o, anchor, as_of, windows)
+    o = ibis.union(*[o.filter(r) for r in ranges], distinct=False)
+    if any(r.measure == "previous_at" for r in readings.values()):
+        o = o.mutate(
+            _rank=ibis.row_number().over(
+                group_by=o.member_id,
+                order_by=[
+                    ibis.desc(o.ordered_at >= anchor),
+                    ibis.desc(o.ordered_at),
+                    ibis.desc(o.order_id),
+                ],
+            )
+        )
+    today = o.ordered_at >= anchor
+    figures: dict[str, ir.Value] = {
+        "_n": o.count(where=today),
+        "_first": o.ordered_at.min(where=today),
+        "_last": o.ordered_at.max(where=today),
+        "_sales": o.net_sales.sum(where=today),
+        "_units": o.net_units.sum(where=today),
+    }
+    if "_rank" in o.columns:
+        figures["_second"] = o.ordered_at.max(where=today & (o._rank == 1))
+    for d, part in zip(windows, _leaving(o, anchor, as_of, windows), strict=True):
+        figures[f"_n{d}"] = o.count(where=part)
+        figures[f"_sales{d}"] = o.net_sales.sum(where=part)
+        figures[f"_units{d}"] = o.net_units.sum(where=part)
+    slice_ = o.group_by(k="member_id").aggregate(**figures)
+    s = summary.table
+    j = s.outer_join(slice_, s.member_id == slice_.k)
+    last = ibis.coalesce(j._last, j.last_at)
+    out: dict[str, ir.Value] = {}
+    for name, r in readings.items():
+        if r.measure == "first_at":
+            out[name] = ibis.coalesce(j.first_at, j._first)
+            continue
+        if r.measure == "previous_at":
+            out[name] = ibis.cases(
+                (j._n.fill_null(0) >= 2, j._second),
+                (j._n.fill_null(0) == 1, j.last_at),
+                else_=j.previous_at,
+            )
+            continue
+        if r.measure == "last_at":
+            value: ir.Value = last
+            if r.window is not None:
+                value = ibis.ifelse(last >= as_of - timedelta(days=r.window), last, ibis.null())
+        else:
+            today_part = {"orders": j._n, "sales": j._sales, "units": j._units}[r.measure]
+            value = j[column(r.measure, r.window)].fill_null(0) + today_part.fill_null(0)
+            if r.window is not None:
+                gone = {"orders": "_n", "sales": "_sales", "units": "_units"}[r.measure]
+                value = value - j[f"{gone}{r.window}"].fill_null(0)
+        out[name] = value
+    return j.select(member_id=ibis.coalesce(j.member_id, j.k), **out)
+
+
+def roll(summary: Summary, tables: Tables) -> ir.Table:
+    """The summary of the next day, from this day's: each member's row moved on by the
+    day's orders, and by the orders that leave each window. Only the members who bought
+    that day or in the days leaving a window change, so a day costs a pass over the
+    summary and a few days of orders, not a grouping of every order."""
+    readings = {"first_at": Reading("first_at"), "previous_at": Reading("previous_at")}
+    readings["last_at"] = Reading("last_at")
+    for window in (None, *WINDOWS):
+        readings |= {column(m, window): Reading(m, window) for m in MEASURES}
+    next_day = summary.anchor + timedelta(days=1)
+    out = read(summary, tables, readings, as_of=next_day, through=False)
+    return out.select(*SCHEMA.names)
+
+
+def _leaving(
+    o: ir.Table, anchor: datetime, as_of: datetime, windows: Iterable[int]
+) -> list[ir.BooleanValue]:
+    return [
+        (o.ordered_at >= anchor - timedelta(days=d)) & (o.ordered_at < as_of - timedelta(days=d))
+        for d in windows
+    ]
