@@ -76,7 +76,7 @@ def store_of(rows: list[Order]) -> Any:
             values.append(fill.get(name))
     con.con.register("_rows", pa.table(data, schema=SCHEMAS["orders"].to_pyarrow()))
     con.con.execute("INSERT INTO orders SELECT * FROM _rows")
-    members = {name: [None] * MEMBERS for name in SCHEMAS["members"].names}
+    members: dict[str, list[Any]] = {n: [None] * MEMBERS for n in SCHEMAS["members"].names}
     members["member_id"] = list(range(1, MEMBERS + 1))
     members["created_at"] = [ANCHOR - timedelta(days=500)] * MEMBERS
     members["registered_at"] = [ANCHOR - timedelta(days=d) for d in (500, 60, 30, 1, 0, 400)]
