@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -169,8 +170,33 @@ class _Compiler:
             if skus:
                 wanted |= facts.sku.isin(skus)
             facts = facts.filter(wanted)
+        if source == "lines":
+            return self._per_order_then_member(facts, tests)
         metrics = {name: self._metric(facts, cond) for name, cond in tests.items()}
         return facts.group_by(k="member_id").aggregate(**metrics)
+
+    def _per_order_then_member(self, lines: ir.Table, tests: dict[str, Condition]) -> ir.Table:
+        """Line tests grouped per order, then per member: an order counts once however
+        many of its lines match, without a distinct count (many times slower)."""
+        first: dict[str, ir.Value] = {}
+        second: dict[str, Any] = {}
+        for name, cond in tests.items():
+            assert isinstance(cond, OrderCondition)
+            where = self._order_where(lines, cond)
+            if cond.metric is OrderMetric.COUNT:
+                first[name] = (lines.count(where=where) > 0).cast("int64")
+                second[name] = "sum"
+            elif cond.metric is OrderMetric.RECENCY_DAYS:
+                first[name] = lines.ordered_at.max(where=where)
+                second[name] = "max"
+            else:
+                measure = lines.net_sales if cond.metric is OrderMetric.SALES else lines.net_units
+                first[name] = measure.sum(where=where)
+                second[name] = "sum"
+        orders = lines.group_by("member_id", "order_id").aggregate(**first)
+        return orders.group_by(k="member_id").aggregate(
+            **{name: getattr(orders[name], how)() for name, how in second.items()}
+        )
 
     def _facts(self, source: str) -> ir.Table:
         facts = self._all_facts(source)
@@ -230,20 +256,8 @@ class _Compiler:
 
     def _metric(self, facts: ir.Table, cond: Condition) -> ir.Value:
         if isinstance(cond, OrderCondition):
-            where = ibis.literal(True)
-            if cond.within_days is not None:
-                where &= facts.ordered_at >= self.as_of - timedelta(cond.within_days)
-            if cond.channel:
-                where &= facts.channel.isin(list(cond.channel))
-            if cond.store:
-                where &= facts.store.isin(list(cond.store))
-            if cond.category:
-                where &= facts.category.isin(list(cond.category))
-            if cond.sku:
-                where &= facts.sku.isin(list(cond.sku))
+            where = self._order_where(facts, cond)
             if cond.metric is OrderMetric.COUNT:
-                if cond.category or cond.sku:
-                    return facts.order_id.nunique(where=where)
                 return facts.count(where=where)
             if cond.metric is OrderMetric.SALES:
                 return facts.net_sales.sum(where=where)
@@ -267,6 +281,20 @@ class _Compiler:
             return facts.count(where=mine)
         column = facts.score if cond.score else facts.value
         return column.max(where=mine)
+
+    def _order_where(self, facts: ir.Table, cond: OrderCondition) -> ir.BooleanValue:
+        where = ibis.literal(True)
+        if cond.within_days is not None:
+            where &= facts.ordered_at >= self.as_of - timedelta(cond.within_days)
+        if cond.channel:
+            where &= facts.channel.isin(list(cond.channel))
+        if cond.store:
+            where &= facts.store.isin(list(cond.store))
+        if cond.category:
+            where &= facts.category.isin(list(cond.category))
+        if cond.sku:
+            where &= facts.sku.isin(list(cond.sku))
+        return where
 
     # -- pass 2: the predicate over the joined columns
     def predicate(self, table: ir.Table, cond: Condition) -> ir.BooleanValue:
