@@ -145,6 +145,7 @@ def load(folder: Path, *, by_time: bool = False) -> Any:
     fresh = not path.exists()
     con = ibis.duckdb.connect(str(path))
     con.raw_sql("SET enable_progress_bar = false")
+    con.raw_sql("SET SESSION preserve_insertion_order = false")  # as the store's writer
     if fresh:
         # With ``by_time``, facts in time order, as the sync appends them (the generator
         # writes them by member).

@@ -93,6 +93,9 @@ def open_store(path: Path | str) -> Any:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = ibis.duckdb.connect(str(path))
     con.raw_sql("SET enable_progress_bar = false")  # it would write to the server's stdout
+    # This connection writes (refreshes, tags); reads go through cursors of their own.
+    # Not keeping the order of inserted rows makes large inserts a third faster.
+    con.raw_sql("SET SESSION preserve_insertion_order = false")
     existing = set(con.list_tables())
     for name, schema in SCHEMAS.items():
         if name not in existing:
