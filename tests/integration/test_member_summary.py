@@ -32,6 +32,18 @@ class Order:
     refunded_units: int
     paid: int
     refunded: int
+    channel: str = "pos"
+    # Lines: (category, quantity, refunded quantity, paid, refunded)
+    lines: tuple[tuple[str, int, int, int, int], ...] = ()
+
+
+line = st.tuples(
+    st.sampled_from(["tops", "shoes", "bags"]),
+    st.integers(1, 2),
+    st.integers(0, 2),
+    st.integers(0, 9_000),
+    st.integers(0, 9_000),
+).map(lambda t: (t[0], t[1], min(t[1], t[2]), t[3], min(t[3], t[4])))
 
 
 @st.composite
@@ -53,16 +65,34 @@ def orders(draw: st.DrawFn) -> list[Order]:
                 refunded_units=draw(st.integers(0, units)),
                 paid=paid,
                 refunded=draw(st.integers(0, paid)),
+                channel=draw(st.sampled_from(["pos", "tmall", "douyin"])),
+                lines=tuple(draw(st.lists(line, max_size=3))),
             )
         )
     return out
 
 
 def store_of(rows: list[Order]) -> Any:
-    """An in-memory DuckDB store holding ``rows`` as its orders, and six members."""
+    """An in-memory DuckDB store holding ``rows`` as its orders and lines, and six
+    members."""
     con = sync.open_store(":memory:")
     data: dict[str, list[Any]] = {name: [] for name in SCHEMAS["orders"].names}
+    lines: dict[str, list[Any]] = {name: [] for name in SCHEMAS["order_lines"].names}
     for n, o in enumerate(rows):
+        for category, quantity, back, paid, refunded in o.lines:
+            fill_line = {
+                "order_id": n + 1,
+                "member_id": o.member_id,
+                "ordered_at": o.ordered_at,
+                "channel": o.channel,
+                "category": category,
+                "quantity": quantity,
+                "refunded_quantity": back,
+                "paid_amount": paid,
+                "refunded_amount": refunded,
+            }
+            for name, values in lines.items():
+                values.append(fill_line.get(name))
         fill = {
             "order_id": n + 1,
             "member_id": o.member_id,
@@ -71,11 +101,14 @@ def store_of(rows: list[Order]) -> Any:
             "refunded_units": o.refunded_units,
             "paid_total": o.paid,
             "refunded_amount": o.refunded,
+            "channel": o.channel,
         }
         for name, values in data.items():
             values.append(fill.get(name))
     con.con.register("_rows", pa.table(data, schema=SCHEMAS["orders"].to_pyarrow()))
     con.con.execute("INSERT INTO orders SELECT * FROM _rows")
+    con.con.register("_lines", pa.table(lines, schema=SCHEMAS["order_lines"].to_pyarrow()))
+    con.con.execute("INSERT INTO order_lines SELECT * FROM _lines")
     members: dict[str, list[Any]] = {n: [None] * MEMBERS for n in SCHEMAS["members"].names}
     members["member_id"] = list(range(1, MEMBERS + 1))
     members["created_at"] = [ANCHOR - timedelta(days=500)] * MEMBERS
@@ -86,8 +119,10 @@ def store_of(rows: list[Order]) -> Any:
 
 
 def summary_of(con: Any) -> summaries.Summary:
-    sync.write_summary(con, con.con, anchor=ANCHOR)
-    return summaries.Summary(con.table(summaries.TABLE), ANCHOR)
+    for facet in (None, *summaries.FACETS):
+        sync.write_summary(con, con.con, anchor=ANCHOR, facet=facet)
+    facets = {f: con.table(summaries.table_name(f)) for f in summaries.FACETS}
+    return summaries.Summary(con.table(summaries.TABLE), ANCHOR, facets)
 
 
 def tables_of(con: Any) -> dict[str, Any]:
@@ -170,6 +205,46 @@ def test_rfm_lifecycle_and_conditions_from_the_summary_equal_those_from_the_orde
         "lapsed": parse({"orders": "recency_days", "op": "gte", "value": 180}),
         "odd": parse({"orders": "count", "within_days": 45, "op": "gte", "value": 1}),
         "none": parse({"not": {"orders": "count", "within_days": 7, "op": "gte", "value": 1}}),
+        "live": parse({"orders": "count", "channel": ["douyin"], "op": "gte", "value": 1}),
+        "market": parse(
+            {
+                "orders": "sales",
+                "channel": ["tmall", "douyin"],
+                "within_days": 30,
+                "op": "gte",
+                "value": 9_000,
+            }
+        ),
+        "shop_recent": parse(
+            {
+                "orders": "recency_days",
+                "channel": ["pos"],
+                "within_days": 365,
+                "op": "lte",
+                "value": 100,
+            }
+        ),
+        "shoes": parse(
+            {"orders": "count", "category": ["shoes"], "within_days": 90, "op": "gte", "value": 2}
+        ),
+        "shoes_bags": parse(
+            {"orders": "count", "category": ["shoes", "bags"], "op": "gte", "value": 2}
+        ),
+        "tops_sales": parse(
+            {
+                "orders": "sales",
+                "category": ["tops", "bags"],
+                "within_days": 365,
+                "op": "gte",
+                "value": 5_000,
+            }
+        ),
+        "tops_units": parse(
+            {"orders": "units", "category": ["tops"], "within_days": 7, "op": "gte", "value": 1}
+        ),
+        "bags_recent": parse(
+            {"orders": "recency_days", "category": ["bags"], "op": "lte", "value": 200}
+        ),
     }
     same(lambda s: conditions.evaluate(tables, named, as_of=as_of, summary=s))
 
@@ -179,11 +254,18 @@ def test_rfm_lifecycle_and_conditions_from_the_summary_equal_those_from_the_orde
 def test_a_summary_moved_on_a_day_equals_one_built_for_that_day(rows: list[Order]) -> None:
     con = store_of(rows)
     yesterday = ANCHOR - timedelta(days=1)
-    sync.write_summary(con, con.con, anchor=yesterday)
-    sync.roll_summary(con, con.con, anchor=yesterday)
-    moved = con.table(summaries.TABLE).order_by("member_id").to_pyarrow()
-    built = summary_of(con).table.order_by("member_id").to_pyarrow()
-    assert moved.to_pylist() == built.to_pylist()
+    for facet in (None, *summaries.FACETS):
+        sync.write_summary(con, con.con, anchor=yesterday, facet=facet)
+        sync.roll_summary(con, con.con, anchor=yesterday, facet=facet)
+    keys = ["member_id", "code"]
+    moved = {f: con.table(summaries.table_name(f)).to_pyarrow() for f in (None, *summaries.FACETS)}
+    built = summary_of(con)
+    for facet, table in moved.items():
+        fresh = built.table if facet is None else built.facets[facet]
+        order = [k for k in keys if k in table.column_names]
+        assert table.sort_by([(k, "ascending") for k in order]).to_pylist() == (
+            fresh.to_pyarrow().sort_by([(k, "ascending") for k in order]).to_pylist()
+        ), facet
 
 
 def test_the_summary_serves_its_own_day_and_the_windows_it_holds_only() -> None:
@@ -217,6 +299,7 @@ TESTS = [
     {"orders": "sales", "within_days": 365, "op": "gte", "value": 15_000},
     {"orders": "recency_days", "op": "lte", "value": 3},
     {"orders": "count", "op": "gte", "value": 2},
+    {"orders": "count", "channel": ["pos"], "within_days": 30, "op": "gte", "value": 1},
 ]
 
 
@@ -244,7 +327,7 @@ def test_the_sync_keeps_the_summary_current_through_orders_refunds_merges_and_da
     shop.order("A2", ("phone", phone(1)), paid=8_000, at=local(2026, 2, 27))
     shop.order("B1", ("email", "b@example.com"), paid=9_000, at=local(2026, 2, 28))
     a.refresh()
-    assert counts(shop) == ([2, 1, 2, 1], [2, 1, 2, 1])
+    assert counts(shop) == ([2, 1, 2, 1, 2], [2, 1, 2, 1, 2])
     anchor = insight.summary_of(a.tables()).anchor  # type: ignore[union-attr]
     assert anchor == datetime(2026, 3, 1)
     # An order today, a refund of an old order: the same day, the rows are rebuilt.
@@ -252,14 +335,14 @@ def test_the_sync_keeps_the_summary_current_through_orders_refunds_merges_and_da
     shop.refund("R1", "A2", amount=8_000, quantity=1)
     a.refresh()
     summed, direct = counts(shop)
-    assert summed == direct == [2, 0, 2, 1]
+    assert summed == direct == [2, 0, 2, 1, 2]
     # A merge: the survivor's row holds both members' orders.
     shop.order(
         "AB", ("phone", phone(1)), ("email", "b@example.com"), paid=100, at=shop.later(hours=1)
     )
     a.refresh()
     summed, direct = counts(shop)
-    assert summed == direct == [1, 1, 1, 1]
+    assert summed == direct == [1, 1, 1, 1, 1]
     # Weeks later, the summary is built again for the day; the day after, moved on.
     for day in (20, 21):
         shop.at(local(2026, 3, day, 9))

@@ -116,20 +116,30 @@ class _Compiler:
 
     def _source(self, cond: Condition) -> str:
         if isinstance(cond, OrderCondition):
-            if cond.category or cond.sku:
-                return "lines"
-            if (
-                self.summary is not None
-                and not (cond.channel or cond.store)
-                and self.summary.serves(self.as_of, cond.within_days)
-            ):
-                return "summary"
-            return "orders"
+            if (facet := self._summary_facet(cond)) is not None:
+                return "summary" if facet == "" else f"summary/{facet}"
+            return "lines" if cond.category or cond.sku else "orders"
         if isinstance(cond, PointsCondition):
             return "points"
         if isinstance(cond, CouponCondition):
             return f"coupons_{cond.metric.value}"
         return "tags"
+
+    def _summary_facet(self, cond: OrderCondition) -> str | None:
+        """Which summary serves ``cond``: "" the member summary, else a facet's; None
+        when the orders must be grouped."""
+        s = self.summary
+        if s is None or cond.store or cond.sku or not s.serves(self.as_of, cond.within_days):
+            return None
+        if not cond.channel and not cond.category:
+            return ""
+        if cond.channel and not cond.category and "channel" in s.facets:
+            return "channel"
+        # Order counts over several categories are not the sum of each one's.
+        single = len(cond.category) == 1 or cond.metric is not OrderMetric.COUNT
+        if cond.category and not cond.channel and single and "category" in s.facets:
+            return "category"
+        return None
 
     def restrict(self, tests: Sequence[AttrCondition]) -> None:
         """Only members that pass ``tests``; their facts alone are grouped."""
@@ -154,6 +164,8 @@ class _Compiler:
             }
             read = summaries.read(self.summary, self.tables, readings, as_of=self.as_of)
             return read.rename(k="member_id")
+        if source.startswith("summary/"):
+            return self._facet_aggregate(source.removeprefix("summary/"), tests)
         facts = self._facts(source)
         windows = [getattr(c, "within_days", None) for c in tests.values()]
         if source in ("orders", "lines") and None not in windows:
@@ -174,6 +186,33 @@ class _Compiler:
             return self._per_order_then_member(facts, tests)
         metrics = {name: self._metric(facts, cond) for name, cond in tests.items()}
         return facts.group_by(k="member_id").aggregate(**metrics)
+
+    def _facet_aggregate(self, facet: str, tests: dict[str, Condition]) -> ir.Table:
+        """Tests on channels or categories from that facet's summary: each member's
+        figures per code, summed (or, for a recency, the latest) over the codes a test
+        names."""
+        assert self.summary is not None
+        readings: dict[str, summaries.Reading] = {}
+        wanted: dict[str, tuple[str, tuple[str, ...], OrderMetric]] = {}
+        for name, cond in tests.items():
+            assert isinstance(cond, OrderCondition)
+            reading = summaries.Reading(SUMMARY_MEASURE[cond.metric], cond.within_days)
+            key = f"{reading.measure}_{reading.window}"
+            readings[key] = reading
+            codes = cond.channel if facet == "channel" else cond.category
+            wanted[name] = (key, codes, cond.metric)
+        every = sorted({c for _, codes, _ in wanted.values() for c in codes})
+        rows = summaries.read(
+            self.summary, self.tables, readings, as_of=self.as_of, facet=facet, codes=every
+        )
+        metrics: dict[str, ir.Value] = {}
+        for name, (key, codes, metric) in wanted.items():
+            mine = rows.code.isin(list(codes))
+            if metric is OrderMetric.RECENCY_DAYS:
+                metrics[name] = rows[key].max(where=mine)
+            else:
+                metrics[name] = rows[key].sum(where=mine)
+        return rows.group_by(k="member_id").aggregate(**metrics)
 
     def _per_order_then_member(self, lines: ir.Table, tests: dict[str, Condition]) -> ir.Table:
         """Line tests grouped per order, then per member: an order counts once however

@@ -15,8 +15,13 @@ a thin slice of the orders:
   time since ``anchor``.
 
 So a count, a sum or a recency from the summary equals the same figure grouped from the
-orders (a test proves it, ``tests/integration/test_member_summary.py``). Windows other
-than :data:`WINDOWS`, and tests on channels, stores, categories or SKUs, read the orders.
+orders (a test proves it, ``tests/integration/test_member_summary.py``).
+
+Two more summaries hold the same figures per member and channel (from the orders) and
+per member and category (from the lines, an order counted once per category): tests
+on channels, and on categories, read them. Windows other than :data:`WINDOWS`, tests on
+stores or SKUs, and order counts over several categories at once (an order with lines
+in two of them would count twice) read the orders.
 
 The summary is an optimisation of the DuckDB store: read directly from PostgreSQL, or on
 any backend without it, every expression groups the orders as before.
@@ -24,8 +29,8 @@ any backend without it, every expression groups the orders as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import ibis
@@ -42,26 +47,33 @@ def column(measure: str, window: int | None) -> str:
 WINDOWS = (7, 30, 90, 180, 365)  # days, the windows brands use most
 MEASURES = ("orders", "sales", "units")
 TABLE = "member_summary"
-# The stored columns, in order. Sums are stored as int64: a backend's wider sum type
-# (DuckDB's HUGEINT) is many times slower to read.
-SCHEMA = ibis.schema(
-    {
-        "member_id": "int64",
-        "first_at": "timestamp",
-        "last_at": "timestamp",
-        "previous_at": "timestamp",
-        **{column(m, None): "int64" for m in MEASURES},
-        **{column(m, d): "int64" for d in WINDOWS for m in MEASURES},
-    }
-)
+FACETS = ("channel", "category")  # the summaries by member and code
+_FIGURES = {
+    **{column(m, None): "int64" for m in MEASURES},
+    **{column(m, d): "int64" for d in WINDOWS for m in MEASURES},
+}
+
+
+def table_name(facet: str | None) -> str:
+    return TABLE if facet is None else f"member_{facet}_summary"
+
+
+def schema(facet: str | None) -> ibis.Schema:
+    """The stored columns, in order. Sums are stored as int64: a backend's wider sum
+    type (DuckDB's HUGEINT) is many times slower to read."""
+    if facet is None:
+        times = {"first_at": "timestamp", "last_at": "timestamp", "previous_at": "timestamp"}
+        return ibis.schema({"member_id": "int64", **times, **_FIGURES})
+    return ibis.schema({"member_id": "int64", "code": "string", "last_at": "timestamp", **_FIGURES})
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The summary table and the start of the day it was computed for."""
+    """The summary tables and the start of the day they were computed for."""
 
     table: ir.Table
     anchor: datetime
+    facets: Mapping[str, ir.Table] = field(default_factory=dict)
 
     def serves(self, as_of: datetime, window: int | None = None) -> bool:
         """Whether a figure at ``as_of`` (over ``window`` days, or all time) can be read
@@ -75,55 +87,104 @@ def anchor_of(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def counted(tables: Tables) -> ir.Table:
-    """Orders that count (refunds netted, fully refunded ones left out) of known members."""
+def counted(tables: Tables, *extra: str) -> ir.Table:
+    """Orders that count (refunds netted, fully refunded ones left out) of known members,
+    with the ``extra`` columns asked for."""
     o = tables["orders"]
     o = o.filter(o.member_id.notnull() & (o.units > o.refunded_units))
     return o.select(
         "member_id",
         "order_id",
         "ordered_at",
+        *extra,
         net_sales=o.paid_total - o.refunded_amount,
         net_units=o.units - o.refunded_units,
     )
 
 
-def build(tables: Tables, *, anchor: datetime, members: ir.Table | None = None) -> ir.Table:
-    """The summary of the orders before ``anchor``, one row per member who has any
-    (only of ``members``' ``member_id`` when given). ``previous_at`` is the time of the
-    last order but one (equal to ``last_at`` when two share the latest time)."""
-    o = counted(tables)
+def _source(tables: Tables, facet: str | None) -> ir.Table:
+    """The rows a summary counts, with ``code`` for a facet; filter them by time, then
+    :func:`_per_order`."""
+    if facet is None:
+        return counted(tables)
+    if facet == "channel":
+        return counted(tables, "channel").rename(code="channel")
+    x = tables["order_lines"]
+    x = x.filter(x.member_id.notnull() & (x.quantity > x.refunded_quantity))
+    return x.select(
+        "member_id",
+        "order_id",
+        "ordered_at",
+        code=x.category,
+        net_sales=x.paid_amount - x.refunded_amount,
+        net_units=x.quantity - x.refunded_quantity,
+    )
+
+
+def _per_order(rows: ir.Table, facet: str | None) -> ir.Table:
+    """One row per order (per order and category for lines), so that a count of rows
+    counts orders."""
+    if facet != "category":
+        return rows
+    return rows.group_by("member_id", "code", "order_id").aggregate(
+        ordered_at=rows.ordered_at.max(),
+        net_sales=rows.net_sales.sum(),
+        net_units=rows.net_units.sum(),
+    )
+
+
+def _keys(facet: str | None) -> list[str]:
+    return ["member_id"] if facet is None else ["member_id", "code"]
+
+
+def build(
+    tables: Tables,
+    *,
+    anchor: datetime,
+    members: ir.Table | None = None,
+    facet: str | None = None,
+) -> ir.Table:
+    """The summary of the orders before ``anchor``, one row per member who has any (per
+    member and code for a ``facet``), only of ``members``' ``member_id`` when given.
+    ``previous_at`` is the time of the last order but one (equal to ``last_at`` when two
+    share the latest time)."""
+    o = _source(tables, facet)
     o = o.filter(o.ordered_at < anchor)
     if members is not None:
         o = o.filter(o.member_id.isin(members.member_id))
-    last = o.group_by("member_id").aggregate(_last=o.ordered_at.max())
-    j = o.inner_join(last, "member_id")
-    at_last = j.ordered_at == j._last
-    figures: dict[str, ir.Value] = {
-        "first_at": j.ordered_at.min(),
-        "last_at": j._last.max(),
-        "previous_at": ibis.cases(
-            (at_last.cast("int64").sum() > 1, j._last.max()),
-            else_=j.ordered_at.max(where=~at_last),
-        ),
-        "orders": j.count(),
-        "sales": j.net_sales.sum(),
-        "units": j.net_units.sum(),
+    o = _per_order(o, facet)
+    figures: dict[str, ir.Value] = {}
+    if facet is None:
+        last = o.group_by("member_id").aggregate(_last=o.ordered_at.max())
+        o = o.inner_join(last, "member_id")
+        at_last = o.ordered_at == o._last
+        figures |= {
+            "first_at": o.ordered_at.min(),
+            "previous_at": ibis.cases(
+                (at_last.cast("int64").sum() > 1, o._last.max()),
+                else_=o.ordered_at.max(where=~at_last),
+            ),
+        }
+    figures |= {
+        "last_at": o.ordered_at.max(),
+        "orders": o.count(),
+        "sales": o.net_sales.sum(),
+        "units": o.net_units.sum(),
     }
     for days in WINDOWS:
-        inside = j.ordered_at >= anchor - timedelta(days=days)
-        figures[column("orders", days)] = j.count(where=inside)
-        figures[column("sales", days)] = j.net_sales.sum(where=inside).fill_null(0)
-        figures[column("units", days)] = j.net_units.sum(where=inside).fill_null(0)
-    out = j.group_by("member_id").aggregate(**figures)
-    return out.select(*SCHEMA.names)
+        inside = o.ordered_at >= anchor - timedelta(days=days)
+        figures[column("orders", days)] = o.count(where=inside)
+        figures[column("sales", days)] = o.net_sales.sum(where=inside).fill_null(0)
+        figures[column("units", days)] = o.net_units.sum(where=inside).fill_null(0)
+    out = o.group_by(_keys(facet)).aggregate(**figures)
+    return out.select(*schema(facet).names)
 
 
 @dataclass(frozen=True)
 class Reading:
     """What :func:`read` asks of one figure: ``measure`` (``orders``, ``sales``,
     ``units`` or ``last_at``, over ``window`` days or all time; ``first_at`` or
-    ``previous_at``, all time)."""
+    ``previous_at``, all time, of the member summary only)."""
 
     measure: str
     window: int | None = None
@@ -132,28 +193,33 @@ class Reading:
 def read(
     summary: Summary,
     tables: Tables,
-    readings: dict[str, Reading],
+    readings: Mapping[str, Reading],
     *,
     as_of: datetime,
     through: bool = True,
+    facet: str | None = None,
+    codes: Sequence[str] | None = None,
 ) -> ir.Table:
-    """``member_id`` and one column per reading, exact at ``as_of``, for every member with
-    a counted order by ``as_of`` (a full outer join of the summary and the day's slice).
-    With ``through=False``, orders at ``as_of`` itself are left out, as the summary
-    leaves out those at its anchor.
+    """``member_id`` (and ``code`` for a ``facet``, only ``codes`` when given) and one
+    column per reading, exact at ``as_of``, for every member with a counted order by
+    ``as_of``: a full outer join of the summary and the day's slice. With
+    ``through=False``, orders at ``as_of`` itself are left out, as the summary leaves out
+    those at its anchor.
 
     ``last_at`` over a window is the last order's time when it falls in the window, else
     null. The caller checks :meth:`Summary.serves` first."""
     anchor = summary.anchor
     windows = sorted({r.window for r in readings.values() if r.window is not None})
-    o = counted(tables)
+    o = _source(tables, facet)
+    if codes is not None:
+        o = o.filter(o.code.isin(list(codes)))
     # The slice: the day's orders, and the orders leaving each window since the anchor.
     # The ranges are disjoint (the day is shorter than the shortest window); one filter
     # each lets the backend skip the blocks outside them.
     end = o.ordered_at <= as_of if through else o.ordered_at < as_of
     ranges = [(o.ordered_at >= anchor) & end]
     ranges += _leaving(o, anchor, as_of, windows)
-    o = ibis.union(*[o.filter(r) for r in ranges], distinct=False)
+    o = _per_order(ibis.union(*[o.filter(r) for r in ranges], distinct=False), facet)
     if any(r.measure == "previous_at" for r in readings.values()):
         o = o.mutate(
             _rank=ibis.row_number().over(
@@ -179,9 +245,13 @@ def read(
         figures[f"_n{d}"] = o.count(where=part)
         figures[f"_sales{d}"] = o.net_sales.sum(where=part)
         figures[f"_units{d}"] = o.net_units.sum(where=part)
-    slice_ = o.group_by(k="member_id").aggregate(**figures)
-    s = summary.table
-    j = s.outer_join(slice_, s.member_id == slice_.k)
+    keys = {"k": o.member_id} | ({} if facet is None else {"kc": o.code})
+    slice_ = o.group_by(**keys).aggregate(**figures)
+    s = summary.table if facet is None else summary.facets[facet]
+    if codes is not None:
+        s = s.filter(s.code.isin(list(codes)))
+    on = [s.member_id == slice_.k] + ([] if facet is None else [s.code == slice_.kc])
+    j = s.outer_join(slice_, on)
     last = ibis.coalesce(j._last, j.last_at)
     out: dict[str, ir.Value] = {}
     for name, r in readings.items():
@@ -206,21 +276,25 @@ def read(
                 gone = {"orders": "_n", "sales": "_sales", "units": "_units"}[r.measure]
                 value = value - j[f"{gone}{r.window}"].fill_null(0)
         out[name] = value
-    return j.select(member_id=ibis.coalesce(j.member_id, j.k), **out)
+    ids = {"member_id": ibis.coalesce(j.member_id, j.k)}
+    if facet is not None:
+        ids["code"] = ibis.coalesce(j.code, j.kc)
+    return j.select(**ids, **out)
 
 
-def roll(summary: Summary, tables: Tables) -> ir.Table:
-    """The summary of the next day, from this day's: each member's row moved on by the
-    day's orders, and by the orders that leave each window. Only the members who bought
-    that day or in the days leaving a window change, so a day costs a pass over the
-    summary and a few days of orders, not a grouping of every order."""
-    readings = {"first_at": Reading("first_at"), "previous_at": Reading("previous_at")}
-    readings["last_at"] = Reading("last_at")
+def roll(summary: Summary, tables: Tables, facet: str | None = None) -> ir.Table:
+    """The summary of the next day, from this day's: each row moved on by the day's
+    orders, and by the orders that leave each window. Only the members who bought that
+    day or in the days leaving a window change, so a day costs a pass over the summary
+    and a few days of orders, not a grouping of every order."""
+    readings = {"last_at": Reading("last_at")}
+    if facet is None:
+        readings |= {"first_at": Reading("first_at"), "previous_at": Reading("previous_at")}
     for window in (None, *WINDOWS):
         readings |= {column(m, window): Reading(m, window) for m in MEASURES}
     next_day = summary.anchor + timedelta(days=1)
-    out = read(summary, tables, readings, as_of=next_day, through=False)
-    return out.select(*SCHEMA.names)
+    out = read(summary, tables, readings, as_of=next_day, through=False, facet=facet)
+    return out.select(*schema(facet).names)
 
 
 def _leaving(

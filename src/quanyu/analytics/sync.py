@@ -268,18 +268,20 @@ def sync(
 
 
 def _keep_summary(store: Any, con: Any, *, local_now: datetime, touched: list[pa.Array]) -> None:
-    """Keep the member summary (:mod:`quanyu.analytics.summary`) current. On the first
-    refresh of a day it is moved on from the day before (:func:`summaries.roll`), or
-    built again when it is older or missing; then the rows of the members whose orders
-    were copied, or who were merged, are computed again."""
+    """Keep the member summaries (:mod:`quanyu.analytics.summary`) current. On the first
+    refresh of a day they are moved on from the day before (:func:`summaries.roll`), or
+    built again when older or missing; then the rows of the members whose orders were
+    copied, or who were merged, are computed again."""
     anchor = summaries.anchor_of(local_now)
     row = con.execute(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchone()
     if row is None or row[0] != anchor:
-        if row is not None and row[0] + timedelta(days=1) == anchor:
-            roll_summary(store, con, anchor=row[0])
-        else:
-            write_summary(store, con, anchor=anchor)
-            touched = []
+        for facet in (None, *summaries.FACETS):
+            if row is not None and row[0] + timedelta(days=1) == anchor:
+                roll_summary(store, con, anchor=row[0], facet=facet)
+            else:
+                write_summary(store, con, anchor=anchor, facet=facet)
+        if row is None or row[0] + timedelta(days=1) != anchor:
+            touched = []  # built from every order
         con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES ('summary', ?)", [anchor])
     ids = (
         pa.chunked_array([a.cast(pa.int64()) for a in touched], pa.int64()).drop_null().unique()
@@ -289,46 +291,64 @@ def _keep_summary(store: Any, con: Any, *, local_now: datetime, touched: list[pa
     if ids is None or not len(ids):
         return
     con.register("_touched", pa.table({"member_id": ids}))
-    write_summary(store, con, anchor=anchor, members="_touched")
+    for facet in (None, *summaries.FACETS):
+        write_summary(store, con, anchor=anchor, members="_touched", facet=facet)
     con.unregister("_touched")
 
 
-def _summary_columns() -> str:
-    return ", ".join(f'"{c}" {_duck_type(k)}' for c, k in summaries.SCHEMA.items())
+def _summary_columns(facet: str | None) -> str:
+    return ", ".join(f'"{c}" {_duck_type(k)}' for c, k in summaries.schema(facet).items())
 
 
-def write_summary(store: Any, con: Any, *, anchor: datetime, members: str | None = None) -> None:
-    """Build the member summary as of ``anchor`` (the rows of the members listed in the
-    table or view named ``members``, when given) through the store's raw connection."""
-    tables = {"orders": store.table("orders")}
+def _facts_of(store: Any) -> dict[str, ir.Table]:
+    return {name: store.table(name) for name in ("orders", "order_lines")}
+
+
+def write_summary(
+    store: Any,
+    con: Any,
+    *,
+    anchor: datetime,
+    members: str | None = None,
+    facet: str | None = None,
+) -> None:
+    """Build a member summary (by ``facet``, or overall) as of ``anchor`` (the rows of
+    the members listed in the table or view named ``members``, when given) through the
+    store's raw connection."""
     who = None if members is None else ibis.table({"member_id": "int64"}, name=members)
-    sql = ibis.to_sql(summaries.build(tables, anchor=anchor, members=who), dialect="duckdb")
+    expr = summaries.build(_facts_of(store), anchor=anchor, members=who, facet=facet)
+    sql = ibis.to_sql(expr, dialect="duckdb")
+    name = summaries.table_name(facet)
     if members is None:
-        con.execute(f"CREATE OR REPLACE TABLE {summaries.TABLE} ({_summary_columns()})")
+        con.execute(f"CREATE OR REPLACE TABLE {name} ({_summary_columns(facet)})")
     else:
-        con.execute(
-            f"DELETE FROM {summaries.TABLE} WHERE member_id IN (SELECT member_id FROM {members})"
-        )
-    con.execute(f"INSERT INTO {summaries.TABLE} {sql}")
+        con.execute(f"DELETE FROM {name} WHERE member_id IN (SELECT member_id FROM {members})")
+    con.execute(f"INSERT INTO {name} {sql}")
 
 
-def roll_summary(store: Any, con: Any, *, anchor: datetime) -> None:
-    """Move the member summary of ``anchor``'s day on to the next day."""
-    current = summaries.Summary(store.table(summaries.TABLE), anchor)
-    sql = ibis.to_sql(summaries.roll(current, {"orders": store.table("orders")}), dialect="duckdb")
-    following = f"{summaries.TABLE}_next"
-    con.execute(f"CREATE OR REPLACE TABLE {following} ({_summary_columns()})")
+def roll_summary(store: Any, con: Any, *, anchor: datetime, facet: str | None = None) -> None:
+    """Move a member summary of ``anchor``'s day on to the next day."""
+    name = summaries.table_name(facet)
+    current = summaries.Summary(
+        store.table(summaries.TABLE),
+        anchor,
+        {facet: store.table(name)} if facet is not None else {},
+    )
+    sql = ibis.to_sql(summaries.roll(current, _facts_of(store), facet), dialect="duckdb")
+    following = f"{name}_next"
+    con.execute(f"CREATE OR REPLACE TABLE {following} ({_summary_columns(facet)})")
     con.execute(f"INSERT INTO {following} {sql}")
-    con.execute(f"DROP TABLE {summaries.TABLE}")
-    con.execute(f"ALTER TABLE {following} RENAME TO {summaries.TABLE}")
+    con.execute(f"DROP TABLE {name}")
+    con.execute(f"ALTER TABLE {following} RENAME TO {name}")
 
 
 def summary_of(store: Any) -> summaries.Summary | None:
-    """The store's member summary, when it has one."""
+    """The store's member summaries, when it has them."""
     rows = store.raw_sql(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchall()
     if not rows:
         return None
-    return summaries.Summary(store.table(summaries.TABLE), rows[0][0])
+    facets = {f: store.table(summaries.table_name(f)) for f in summaries.FACETS}
+    return summaries.Summary(store.table(summaries.TABLE), rows[0][0], facets)
 
 
 def _shifted_select(name: str, minutes: int) -> str:
