@@ -199,12 +199,13 @@ def read(
     through: bool = True,
     facet: str | None = None,
     codes: Sequence[str] | None = None,
+    changed_only: bool = False,
 ) -> ir.Table:
     """``member_id`` (and ``code`` for a ``facet``, only ``codes`` when given) and one
     column per reading, exact at ``as_of``, for every member with a counted order by
     ``as_of``: a full outer join of the summary and the day's slice. With
     ``through=False``, orders at ``as_of`` itself are left out, as the summary leaves out
-    those at its anchor.
+    those at its anchor. With ``changed_only``, only the rows the slice changes.
 
     ``last_at`` over a window is the last order's time when it falls in the window, else
     null. The caller checks :meth:`Summary.serves` first."""
@@ -251,7 +252,7 @@ def read(
     if codes is not None:
         s = s.filter(s.code.isin(list(codes)))
     on = [s.member_id == slice_.k] + ([] if facet is None else [s.code == slice_.kc])
-    j = s.outer_join(slice_, on)
+    j = slice_.left_join(s, on) if changed_only else s.outer_join(slice_, on)
     last = ibis.coalesce(j._last, j.last_at)
     out: dict[str, ir.Value] = {}
     for name, r in readings.items():
@@ -283,17 +284,18 @@ def read(
 
 
 def roll(summary: Summary, tables: Tables, facet: str | None = None) -> ir.Table:
-    """The summary of the next day, from this day's: each row moved on by the day's
-    orders, and by the orders that leave each window. Only the members who bought that
-    day or in the days leaving a window change, so a day costs a pass over the summary
-    and a few days of orders, not a grouping of every order."""
+    """The rows of the next day's summary that differ from this day's: those of the
+    members who bought that day, or in the days leaving a window, moved on by those
+    orders. A day costs a few days of orders, not a grouping of every order."""
     readings = {"last_at": Reading("last_at")}
     if facet is None:
         readings |= {"first_at": Reading("first_at"), "previous_at": Reading("previous_at")}
     for window in (None, *WINDOWS):
         readings |= {column(m, window): Reading(m, window) for m in MEASURES}
     next_day = summary.anchor + timedelta(days=1)
-    out = read(summary, tables, readings, as_of=next_day, through=False, facet=facet)
+    out = read(
+        summary, tables, readings, as_of=next_day, through=False, facet=facet, changed_only=True
+    )
     return out.select(*schema(facet).names)
 
 

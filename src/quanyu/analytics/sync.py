@@ -54,6 +54,7 @@ FACT_KEYS = {
 }
 # Real-time tags replace the same member's same tag; batch runs write DuckDB themselves.
 TAG_KEY = "(member_id, tag)"
+MAX_ROLLED_DAYS = 31  # a summary older than this is built again rather than moved on
 DIMENSIONS = ("members", "identities", "stores", "acquisition_costs", "consents")
 
 Progress = Callable[[str, int, int], None]
@@ -275,12 +276,14 @@ def _keep_summary(store: Any, con: Any, *, local_now: datetime, touched: list[pa
     anchor = summaries.anchor_of(local_now)
     row = con.execute(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchone()
     if row is None or row[0] != anchor:
+        days = None if row is None else (anchor - row[0]).days
         for facet in (None, *summaries.FACETS):
-            if row is not None and row[0] + timedelta(days=1) == anchor:
-                roll_summary(store, con, anchor=row[0], facet=facet)
+            if days is not None and 0 < days <= MAX_ROLLED_DAYS:
+                for day in range(days):  # a day at a time
+                    roll_summary(store, con, anchor=row[0] + timedelta(days=day), facet=facet)
             else:
                 write_summary(store, con, anchor=anchor, facet=facet)
-        if row is None or row[0] + timedelta(days=1) != anchor:
+        if days is None or not 0 < days <= MAX_ROLLED_DAYS:
             touched = []  # built from every order
         con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES ('summary', ?)", [anchor])
     ids = (
@@ -327,7 +330,8 @@ def write_summary(
 
 
 def roll_summary(store: Any, con: Any, *, anchor: datetime, facet: str | None = None) -> None:
-    """Move a member summary of ``anchor``'s day on to the next day."""
+    """Move a member summary of ``anchor``'s day on to the next day: the rows that
+    change are replaced."""
     name = summaries.table_name(facet)
     current = summaries.Summary(
         store.table(summaries.TABLE),
@@ -335,11 +339,12 @@ def roll_summary(store: Any, con: Any, *, anchor: datetime, facet: str | None = 
         {facet: store.table(name)} if facet is not None else {},
     )
     sql = ibis.to_sql(summaries.roll(current, _facts_of(store), facet), dialect="duckdb")
-    following = f"{name}_next"
-    con.execute(f"CREATE OR REPLACE TABLE {following} ({_summary_columns(facet)})")
-    con.execute(f"INSERT INTO {following} {sql}")
-    con.execute(f"DROP TABLE {name}")
-    con.execute(f"ALTER TABLE {following} RENAME TO {name}")
+    keys = "member_id" if facet is None else "member_id, code"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _moved ({_summary_columns(facet)})")
+    con.execute(f"INSERT INTO _moved {sql}")
+    con.execute(f"DELETE FROM {name} WHERE ({keys}) IN (SELECT {keys} FROM _moved)")
+    con.execute(f"INSERT INTO {name} SELECT * FROM _moved")
+    con.execute("DROP TABLE _moved")
 
 
 def summary_of(store: Any) -> summaries.Summary | None:
