@@ -35,6 +35,7 @@ import pandas as pd
 
 from quanyu.analytics import conditions, kpis, models, sync
 from quanyu.analytics import summary as summaries
+from quanyu.analytics.arrow import to_arrow
 from quanyu.analytics.schema import SCHEMAS
 from quanyu.analytics.sync import FACT_KEYS
 from quanyu.domain.segments import parse
@@ -309,12 +310,12 @@ def main() -> None:
     print(f"  segment size {n:,}")
     rfm_ibis = timed(
         "RFM, Ibis/DuckDB (to Arrow)",
-        lambda: models.rfm(tables, as_of=AS_OF, summary=summary).to_pyarrow(),
+        lambda: to_arrow(models.rfm(tables, as_of=AS_OF, summary=summary)),
         results,
     )
     timed(
         "RFM from the orders (to Arrow)",
-        lambda: models.rfm(tables, as_of=AS_OF).to_pyarrow(),
+        lambda: to_arrow(models.rfm(tables, as_of=AS_OF)),
         results,
     )
     if not args.skip_pandas:
