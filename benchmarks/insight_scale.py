@@ -35,7 +35,6 @@ import pandas as pd
 
 from quanyu.analytics import conditions, kpis, models, sync
 from quanyu.analytics import summary as summaries
-from quanyu.analytics.arrow import to_arrow
 from quanyu.analytics.schema import SCHEMAS
 from quanyu.analytics.sync import FACT_KEYS
 from quanyu.domain.segments import parse
@@ -310,12 +309,12 @@ def main() -> None:
     print(f"  segment size {n:,}")
     rfm_ibis = timed(
         "RFM, Ibis/DuckDB (to Arrow)",
-        lambda: to_arrow(models.rfm(tables, as_of=AS_OF, summary=summary)),
+        lambda: models.rfm(tables, as_of=AS_OF, summary=summary).to_pyarrow(),
         results,
     )
     timed(
         "RFM from the orders (to Arrow)",
-        lambda: to_arrow(models.rfm(tables, as_of=AS_OF)),
+        lambda: models.rfm(tables, as_of=AS_OF).to_pyarrow(),
         results,
     )
     if not args.skip_pandas:

@@ -34,7 +34,6 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from quanyu.adapters import tables as t
 from quanyu.analytics import canonical, conditions, kpis, models, sync
 from quanyu.analytics import summary as summaries
-from quanyu.analytics.arrow import to_arrow
 from quanyu.analytics.schema import SCHEMAS
 from quanyu.domain.errors import NotFound, Unavailable, ValidationFailed
 from quanyu.domain.segments import Condition, parse, tags_used, validate_codes
@@ -268,9 +267,9 @@ class Analytics:
             copy.summary = self._tables.summary
             return copy
 
-    def execute(self, expr: ir.Table) -> pa.Table:
+    def execute(self, expr: ir.Expr) -> pa.Table:
         with self.lock:
-            return to_arrow(expr)
+            return expr.to_pyarrow()
 
     def mark_stale(self) -> None:
         self._synced = None
