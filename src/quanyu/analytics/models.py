@@ -8,7 +8,7 @@ orders (refunds netted, fully refunded orders ignored; see :mod:`quanyu.analytic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import ibis
@@ -89,8 +89,11 @@ def rfm(
     ``lookback_days`` up to ``as_of``), the combined ``score`` (R*100 + F*10 + M) and the
     named segment as ``value``. Read from ``summary`` when it holds the window."""
     if summary is not None and summary.serves(as_of, lookback_days):
+        # Only rows with orders in the window before the day can count (the day's
+        # buyers come from the slice), so the others need not be joined.
+        inside = summary.table[summaries.column("orders", lookback_days)] > 0
         per = summaries.read(
-            summary,
+            replace(summary, table=summary.table.filter(inside)),
             tables,
             {
                 "last_at": Reading("last_at"),
