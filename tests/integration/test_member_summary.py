@@ -348,7 +348,7 @@ def test_the_sync_keeps_the_summary_current_through_orders_refunds_merges_and_da
         shop.at(local(2026, 3, day, 9))
         if day == 21:
             shop.order("B2", ("email", "b@example.com"), paid=700, at=local(2026, 3, 20, 18))
-        a.refresh()
+        a.refresh(warm=day == 21)  # as the server's background refresh does
         summary = insight.summary_of(a.tables())
         assert summary is not None and summary.anchor == datetime(2026, 3, day)
         summed, direct = counts(shop)

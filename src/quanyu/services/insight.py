@@ -174,6 +174,11 @@ class Analytics:
             )
         fresh: OrderedDict[tuple[Any, ...], Result] = OrderedDict()
         if warm:
+            # The new data's tables, with the summary's new anchor: tables kept from
+            # before would pair a summary moved on to a new day with yesterday's anchor
+            # (read as stale: the orders are grouped instead).
+            with self.lock:
+                self._tables = None
             tables = self._build_tables()
             for key, old in list(self.results.items())[-WARMED:]:
                 rows = old.recipe(tables)
