@@ -12,7 +12,10 @@ Each run copies what changed since the previous run into the DuckDB file named b
   (tiers, guides, locations) and are small beside the facts. They are left as they are
   when no order new to the store arrived, no merge happened and their fingerprint (row
   counts and latest stamps of the tables they come from, :func:`dimension_fingerprint`)
-  is unchanged: an idle store's refresh then reads a few aggregates, not every member.
+  is unchanged: an idle store's refresh then reads a few aggregates, not every member;
+- the member summaries (:mod:`quanyu.analytics.summary`) are moved on to a new day on the
+  first run of the day, and the rows of the members whose orders were copied, or who
+  were merged, are computed again.
 
 Why a margin: ids come from per-process blocks and a transaction stamps its rows before it
 commits, so a row can become visible a little after a later-stamped one. Rows are
