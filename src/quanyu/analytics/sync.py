@@ -257,7 +257,13 @@ def sync(
         report.merges = len(merges)
         if merges:
             touched.append(pa.array([m for pair in merges for m in pair], pa.int64()))
-        _keep_summary(store, con, local_now=now + timedelta(minutes=minutes), touched=touched)
+        _keep_summary(
+            store,
+            con,
+            local_now=now + timedelta(minutes=minutes),
+            touched=touched,
+            whole=report.full,
+        )
         if progress:
             progress("sync", steps - 1, steps)
         con.execute(
@@ -271,13 +277,18 @@ def sync(
     return report
 
 
-def _keep_summary(store: Any, con: Any, *, local_now: datetime, touched: list[pa.Array]) -> None:
+def _keep_summary(
+    store: Any, con: Any, *, local_now: datetime, touched: list[pa.Array], whole: bool
+) -> None:
     """Keep the member summaries (:mod:`quanyu.analytics.summary`) current. On the first
     refresh of a day they are moved on from the day before (:func:`summaries.roll`), or
-    built again when older or missing; then the rows of the members whose orders were
-    copied, or who were merged, are computed again."""
+    built again when older or missing, or when every fact was copied again (``whole``);
+    then the rows of the members whose orders were copied, or who were merged, are
+    computed again."""
     anchor = summaries.anchor_of(local_now)
     row = con.execute(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchone()
+    if whole:
+        row = None
     if row is None or row[0] != anchor:
         days = None if row is None else (anchor - row[0]).days
         for facet in (None, *summaries.FACETS):
