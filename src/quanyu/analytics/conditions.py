@@ -116,8 +116,8 @@ class _Compiler:
 
     def _source(self, cond: Condition) -> str:
         if isinstance(cond, OrderCondition):
-            if (facet := self._summary_facet(cond)) is not None:
-                return "summary" if facet == "" else f"summary/{facet}"
+            if (source := self._summary_source(cond)) is not None:
+                return source
             return "lines" if cond.category or cond.sku else "orders"
         if isinstance(cond, PointsCondition):
             return "points"
@@ -125,20 +125,20 @@ class _Compiler:
             return f"coupons_{cond.metric.value}"
         return "tags"
 
-    def _summary_facet(self, cond: OrderCondition) -> str | None:
-        """Which summary serves ``cond``: "" the member summary, else a facet's; None
-        when the orders must be grouped."""
+    def _summary_source(self, cond: OrderCondition) -> str | None:
+        """Which summary serves ``cond``: ``summary`` (the member summary) or
+        ``summary/<facet>``; None when the orders must be grouped."""
         s = self.summary
         if s is None or cond.store or cond.sku or not s.serves(self.as_of, cond.within_days):
             return None
         if not cond.channel and not cond.category:
-            return ""
+            return "summary"
         if cond.channel and not cond.category and "channel" in s.facets:
-            return "channel"
+            return "summary/channel"
         # Order counts over several categories are not the sum of each one's.
         single = len(cond.category) == 1 or cond.metric is not OrderMetric.COUNT
         if cond.category and not cond.channel and single and "category" in s.facets:
-            return "category"
+            return "summary/category"
         return None
 
     def restrict(self, tests: Sequence[AttrCondition]) -> None:
@@ -157,11 +157,7 @@ class _Compiler:
     def _aggregate(self, source: str, tests: dict[str, Condition]) -> ir.Table:
         if source == "summary":
             assert self.summary is not None
-            readings = {
-                name: summaries.Reading(SUMMARY_MEASURE[c.metric], c.within_days)
-                for name, c in tests.items()
-                if isinstance(c, OrderCondition)
-            }
+            readings = {name: _reading(c) for name, c in tests.items()}
             read = summaries.read(self.summary, self.tables, readings, as_of=self.as_of)
             return read.rename(k="member_id")
         if source.startswith("summary/"):
@@ -196,7 +192,7 @@ class _Compiler:
         wanted: dict[str, tuple[str, tuple[str, ...], OrderMetric]] = {}
         for name, cond in tests.items():
             assert isinstance(cond, OrderCondition)
-            reading = summaries.Reading(SUMMARY_MEASURE[cond.metric], cond.within_days)
+            reading = _reading(cond)
             key = f"{reading.measure}_{reading.window}"
             readings[key] = reading
             codes = cond.channel if facet == "channel" else cond.category
@@ -374,6 +370,12 @@ class _Compiler:
         if attr is Attribute.BIRTHDAY_MONTH:
             return table.birthday.month()
         return table[attr.value]
+
+
+def _reading(cond: Condition) -> summaries.Reading:
+    """What a summary is asked for an order test it serves."""
+    assert isinstance(cond, OrderCondition)
+    return summaries.Reading(SUMMARY_MEASURE[cond.metric], cond.within_days)
 
 
 def evaluate(

@@ -290,14 +290,15 @@ def _keep_summary(
     if whole:
         row = None
     if row is None or row[0] != anchor:
-        days = None if row is None else (anchor - row[0]).days
+        days = 0 if row is None else (anchor - row[0]).days
+        rolled = 0 < days <= MAX_ROLLED_DAYS
         for facet in (None, *summaries.FACETS):
-            if days is not None and 0 < days <= MAX_ROLLED_DAYS:
+            if rolled:
                 for day in range(days):  # a day at a time
                     roll_summary(store, con, anchor=row[0] + timedelta(days=day), facet=facet)
             else:
                 write_summary(store, con, anchor=anchor, facet=facet)
-        if days is None or not 0 < days <= MAX_ROLLED_DAYS:
+        if not rolled:
             touched = []  # built from every order
         con.execute(f"INSERT OR REPLACE INTO {STATE} VALUES ('summary', ?)", [anchor])
     ids = (
@@ -361,7 +362,7 @@ def roll_summary(store: Any, con: Any, *, anchor: datetime, facet: str | None = 
     con.execute("DROP TABLE _moved")
 
 
-def summary_of(store: Any) -> summaries.Summary | None:
+def stored_summary(store: Any) -> summaries.Summary | None:
     """The store's member summaries, when it has them."""
     rows = store.raw_sql(f"SELECT synced_at FROM {STATE} WHERE name = 'summary'").fetchall()
     if not rows:

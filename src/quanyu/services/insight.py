@@ -266,7 +266,7 @@ class Analytics:
             if self._tables is None:  # the same tables until the next refresh
                 reader = self.reader()
                 tables = Snapshot({name: reader.table(name) for name in SCHEMAS})
-                tables.summary = sync.summary_of(reader)
+                tables.summary = sync.stored_summary(reader)
                 self._tables = tables
             copy = Snapshot(self._tables)
             copy.summary = self._tables.summary
