@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import numpy as np
 import pandas as pd
 
 from quanyu.analytics import conditions, kpis, models, sync
@@ -167,7 +168,8 @@ def write_tag(con: Any, code: str, expr: Any) -> None:
 
 
 def pandas_rfm(folder: Path) -> pd.DataFrame:
-    """RFM the straightforward way: read the orders, filter, group, rank into quintiles."""
+    """RFM the straightforward way: read the orders, filter, group, rank into quintiles,
+    and name the segments from the R x F grid, giving what ``models.rfm`` gives."""
     o = pd.read_parquet(
         folder / "orders.parquet",
         columns=[
@@ -194,7 +196,30 @@ def pandas_rfm(folder: Path) -> pd.DataFrame:
         rank = per[col].rank(method="min", pct=False, ascending=asc)
         pct = (rank - 1) / max(len(per) - 1, 1)
         per[name] = (pct * 5).clip(upper=4.999).astype(int) + 1
+    grid = np.array([_segment(r, f) for r in range(1, 6) for f in range(1, 6)], dtype=object)
+    per["value"] = grid[(per["r"].to_numpy() - 1) * 5 + per["f"].to_numpy() - 1]
+    per["score"] = (per["r"] * 100 + per["f"] * 10 + per["m"]).astype(float)
     return per
+
+
+def _segment(r: int, f: int) -> str:
+    for name, (r_lo, r_hi), (f_lo, f_hi) in models.RFM_SEGMENTS:
+        if r_lo <= r <= r_hi and f_lo <= f <= f_hi:
+            return name
+    return "hibernating"
+
+
+def same_rfm(ours: Any, theirs: pd.DataFrame) -> bool:
+    """Whether the two RFMs score and name every member alike."""
+    a = ours.select(["member_id", "value", "score"]).to_pandas().set_index("member_id")
+    b = theirs[["value", "score"]].astype({"value": object})
+    a = a.sort_index()
+    b = b.sort_index()
+    return bool(
+        a.index.equals(b.index)
+        and (a["value"].to_numpy() == b["value"].to_numpy()).all()
+        and (a["score"].to_numpy() == b["score"].to_numpy()).all()
+    )
 
 
 def main() -> None:
@@ -324,7 +349,8 @@ def main() -> None:
         direct = base / results["RFM from the orders (to Arrow)"]
         print(
             f"  RFM speed-up over pandas: {ratio:.1f}x from the summary, {direct:.1f}x from "
-            f"the orders ({rfm_ibis.num_rows:,} vs {len(rfm_pd):,} members scored)"
+            f"the orders ({rfm_ibis.num_rows:,} vs {len(rfm_pd):,} members scored; "
+            f"same scores and names: {same_rfm(rfm_ibis, rfm_pd)})"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(f"  peak RSS {peak:.1f} GB")

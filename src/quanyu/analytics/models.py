@@ -8,7 +8,8 @@ orders (refunds netted, fully refunded orders ignored; see :mod:`quanyu.analytic
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import ibis
@@ -69,12 +70,15 @@ def _with_quintiles(table: ir.Table, scores: dict[str, tuple[str, bool]]) -> ir.
     for step in steps:
         out = out.cross_join(step)
     for name, (column, descending) in scores.items():
-        score: ir.IntegerValue = ibis.literal(1)
-        for k in range(2, 6):
+        # The highest score whose lower bound the value reaches (a null bound, when no
+        # value has that score, is never reached).
+        value = out[column]
+        steps_up: list[tuple[ir.BooleanValue, ir.IntegerValue]] = []
+        for k in range(5, 1, -1):
             bound_k = out[f"_{name}{k}"]
-            reached = out[column] <= bound_k if descending else out[column] >= bound_k
-            score = score + reached.fill_null(False).cast("int64")
-        out = out.mutate(**{name: score})
+            reached = value <= bound_k if descending else value >= bound_k
+            steps_up.append((reached, ibis.literal(k, "int64")))
+        out = out.mutate(**{name: ibis.cases(*steps_up, else_=ibis.literal(1, "int64"))})
     return out.drop(*[c for c in out.columns if c.startswith("_") and c not in table.columns])
 
 
@@ -89,11 +93,8 @@ def rfm(
     ``lookback_days`` up to ``as_of``), the combined ``score`` (R*100 + F*10 + M) and the
     named segment as ``value``. Read from ``summary`` when it holds the window."""
     if summary is not None and summary.serves(as_of, lookback_days):
-        # Only rows with orders in the window before the day can count (the day's
-        # buyers come from the slice), so the others need not be joined.
-        inside = summary.table[summaries.column("orders", lookback_days)] > 0
         per = summaries.read(
-            replace(summary, table=summary.table.filter(inside)),
+            summary,
             tables,
             {
                 "last_at": Reading("last_at"),
@@ -109,21 +110,62 @@ def rfm(
         per = o.group_by("member_id").aggregate(
             last_at=o.ordered_at.max(), frequency=o.count(), monetary=o.net_sales.sum()
         )
-    per = per.mutate(recency_days=days_between(per.last_at, ibis.literal(as_of)))
+    per = per.select(
+        "member_id",
+        "frequency",
+        "monetary",
+        recency_days=days_between(per.last_at, ibis.literal(as_of)),
+    )
     per = _with_quintiles(
         per,
         {"r": ("recency_days", True), "f": ("frequency", False), "m": ("monetary", False)},
     )
-    segment = ibis.cases(
-        *[
-            (per.r.between(r[0], r[1]) & per.f.between(f[0], f[1]), ibis.literal(name))
-            for name, r, f in RFM_SEGMENTS
-        ],
-        else_=ibis.literal("hibernating"),
+    return per.select(
+        "member_id",
+        value=rfm_segment(per.r, per.f),
+        score=(per.r * 100 + per.f * 10 + per.m).cast("float64"),
+        r=per.r,
+        f=per.f,
+        m=per.m,
+        recency_days=per.recency_days,
+        frequency=per.frequency,
+        monetary=per.monetary,
     )
-    return per.mutate(
-        value=segment, score=(per.r * 100 + per.f * 10 + per.m).cast("float64")
-    ).select("member_id", "value", "score", "r", "f", "m", "recency_days", "frequency", "monetary")
+
+
+def rfm_segment(r: ir.IntegerValue, f: ir.IntegerValue) -> ir.StringValue:
+    """The named segment of R and F scores (1-5): the first of :data:`RFM_SEGMENTS` whose
+    ranges hold them, else ``hibernating``. Written as a case on R, then on F within it,
+    from the grid the list makes, so that each row takes a few comparisons, not twenty."""
+
+    def name(rv: int, fv: int) -> str:
+        for segment, (r_lo, r_hi), (f_lo, f_hi) in RFM_SEGMENTS:
+            if r_lo <= rv <= r_hi and f_lo <= fv <= f_hi:
+                return segment
+        return "hibernating"
+
+    def runs(values: range, named: Callable[[int], object]) -> list[tuple[int, object]]:
+        """Descending ``values`` cut where ``named`` changes: ``(lowest value, name)``."""
+        out: list[tuple[int, object]] = []
+        for v in values:
+            if out and out[-1][1] == named(v):
+                out[-1] = (v, out[-1][1])
+            else:
+                out.append((v, named(v)))
+        return out
+
+    def by_f(rv: int) -> ir.StringValue:
+        cut = runs(range(5, 0, -1), lambda fv: name(rv, fv))
+        return ibis.cases(
+            *[(f >= lo, ibis.literal(str(n))) for lo, n in cut[:-1]],
+            else_=ibis.literal(str(cut[-1][1])),
+        )
+
+    rows = runs(range(5, 0, -1), lambda rv: tuple(name(rv, fv) for fv in range(1, 6)))
+    return ibis.cases(
+        *[(r >= lo, by_f(lo)) for lo, _ in rows[:-1]],
+        else_=by_f(rows[-1][0]),
+    )
 
 
 @dataclass(frozen=True)

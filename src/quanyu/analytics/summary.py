@@ -47,6 +47,7 @@ def column(measure: str, window: int | None) -> str:
 WINDOWS = (7, 30, 90, 180, 365)  # days, the windows brands use most
 MEASURES = ("orders", "sales", "units")
 TABLE = "member_summary"
+_TODAY = {"orders": "_n", "sales": "_sales", "units": "_units"}  # the day's figures in a slice
 FACETS = ("channel", "category")  # the summaries by member and code
 _FIGURES = {
     **{column(m, None): "int64" for m in MEASURES},
@@ -249,6 +250,18 @@ def read(
         figures[f"_units{d}"] = o.net_units.sum(where=part)
     keys = {"k": o.member_id} | ({} if facet is None else {"kc": o.code})
     slice_ = o.group_by(**keys).aggregate(**figures)
+    # Each window's change (the day's orders less those leaving it), netted on the slice
+    # so that the summary's many rows take one addition each.
+    slice_ = slice_.mutate(
+        **{
+            f"_d{column(r.measure, r.window)}": (
+                slice_[_TODAY[r.measure]].fill_null(0)
+                - slice_[f"{_TODAY[r.measure]}{r.window}"].fill_null(0)
+            )
+            for r in readings.values()
+            if r.measure in MEASURES and r.window is not None
+        }
+    )
     s = summary.table if facet is None else summary.facets[facet]
     if codes is not None:
         s = s.filter(s.code.isin(list(codes)))
@@ -272,11 +285,9 @@ def read(
             if r.window is not None:
                 value = ibis.ifelse(last >= as_of - timedelta(days=r.window), last, ibis.null())
         else:
-            today_part = {"orders": j._n, "sales": j._sales, "units": j._units}[r.measure]
-            value = j[column(r.measure, r.window)].fill_null(0) + today_part.fill_null(0)
-            if r.window is not None:
-                gone = {"orders": "_n", "sales": "_sales", "units": "_units"}[r.measure]
-                value = value - j[f"{gone}{r.window}"].fill_null(0)
+            figure = column(r.measure, r.window)
+            change = j[_TODAY[r.measure]] if r.window is None else j[f"_d{figure}"]
+            value = j[figure].fill_null(0) + change.fill_null(0)
         out[name] = value
     ids = {"member_id": ibis.coalesce(j.member_id, j.k)}
     if facet is not None:
