@@ -54,8 +54,9 @@ def days_between(earlier: ir.TimestampValue, later: ir.TimestampValue) -> ir.Int
     return (seconds / 86_400).floor().cast("int64")
 
 
-def compare(column: ir.Value, test: Comparison) -> ir.BooleanValue:
-    """``column`` against ``test``; a null column gives false."""
+def compare(column: ir.Value, test: Comparison, *, where: bool = False) -> ir.BooleanValue:
+    """``column`` against ``test``; a null column gives false, or, with ``where``, null
+    (which a filter takes as false, and which is cheaper to filter on)."""
     op, value = test.op, test.value
     result: ir.BooleanValue
     if op is Op.IS_NULL:
@@ -80,7 +81,7 @@ def compare(column: ir.Value, test: Comparison) -> ir.BooleanValue:
         result = column.notin(list(value))
     else:
         result = column.between(value[0], value[1])
-    return result.fill_null(False)
+    return result if where else result.fill_null(False)
 
 
 class _Compiler:
@@ -143,7 +144,9 @@ class _Compiler:
 
     def restrict(self, tests: Sequence[AttrCondition]) -> None:
         """Only members that pass ``tests``; their facts alone are grouped."""
-        self.base = self.base.filter(*[self.predicate(self.base, test) for test in tests])
+        self.base = self.base.filter(
+            *[self.predicate(self.base, test, where=True) for test in tests]
+        )
         self.restricted = True
 
     def joined(self) -> ir.Table:
@@ -332,33 +335,41 @@ class _Compiler:
         return where
 
     # -- pass 2: the predicate over the joined columns
-    def predicate(self, table: ir.Table, cond: Condition) -> ir.BooleanValue:
+    def predicate(
+        self, table: ir.Table, cond: Condition, *, where: bool = False
+    ) -> ir.BooleanValue:
+        """``cond`` over the joined columns: true or false for every member, or, with
+        ``where`` (for a filter), null where false would need a null filled in. Under
+        ``any`` and ``all`` a null acts as false in a filter; under ``not`` it would not,
+        so a negated part is always filled."""
         match cond:
             case AllOf(parts):
-                out = self.predicate(table, parts[0])
+                out = self.predicate(table, parts[0], where=where)
                 for part in parts[1:]:
-                    out = out & self.predicate(table, part)
+                    out = out & self.predicate(table, part, where=where)
                 return out
             case AnyOf(parts):
-                out = self.predicate(table, parts[0])
+                out = self.predicate(table, parts[0], where=where)
                 for part in parts[1:]:
-                    out = out | self.predicate(table, part)
+                    out = out | self.predicate(table, part, where=where)
                 return out
             case Not(part):
                 return ~self.predicate(table, part)
             case AttrCondition(attr, test):
-                return compare(self._attribute(table, attr), test)
+                return compare(self._attribute(table, attr), test, where=where)
         column = table[self.columns[id(cond)]]
         if isinstance(cond, OrderCondition):
             if cond.metric is OrderMetric.RECENCY_DAYS:
-                return compare(days_between(column, ibis.literal(self.as_of)), cond.test)
-            return compare(column.fill_null(0), cond.test)
+                days = days_between(column, ibis.literal(self.as_of))
+                return compare(days, cond.test, where=where)
+            return compare(column.fill_null(0), cond.test, where=where)
         if isinstance(cond, PointsCondition | CouponCondition):
-            return compare(column.fill_null(0), cond.test)
+            return compare(column.fill_null(0), cond.test, where=where)
         assert isinstance(cond, TagCondition)
         if cond.test is None:
-            return (column > 0).fill_null(False)
-        return compare(column, cond.test)
+            present = column > 0
+            return present if where else present.fill_null(False)
+        return compare(column, cond.test, where=where)
 
     def _attribute(self, table: ir.Table, attr: Attribute) -> ir.Value:
         now = ibis.literal(self.as_of)
@@ -416,7 +427,10 @@ def matching(
     if required:
         compiler.restrict(required)
     table = compiler.joined()
-    return table.filter(compiler.predicate(table, condition)).select(*compiler.base.columns)
+    rest = [compiler.predicate(table, p, where=True) for p in parts if p not in required]
+    if rest:
+        table = table.filter(*rest)
+    return table.select(*compiler.base.columns)
 
 
 def member_ids(
