@@ -8,7 +8,7 @@ orders (refunds netted, fully refunded orders ignored; see :mod:`quanyu.analytic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -133,13 +133,17 @@ def rfm(
     )
 
 
-def rfm_segment(r: ir.IntegerValue, f: ir.IntegerValue) -> ir.StringValue:
-    """The named segment of R and F scores (1-5): the first of :data:`RFM_SEGMENTS` whose
-    ranges hold them, else ``hibernating``. Written as a case on R, then on F within it,
-    from the grid the list makes, so that each row takes a few comparisons, not twenty."""
+def rfm_segment(
+    r: ir.IntegerValue,
+    f: ir.IntegerValue,
+    segments: Sequence[tuple[str, tuple[int, int], tuple[int, int]]] = RFM_SEGMENTS,
+) -> ir.StringValue:
+    """The named segment of R and F scores (1-5): the first of ``segments`` whose ranges
+    hold them, else ``hibernating``. Written as a case on R, then on F within it, from
+    the grid the list makes, so that each row takes a few comparisons, not twenty."""
 
     def name(rv: int, fv: int) -> str:
-        for segment, (r_lo, r_hi), (f_lo, f_hi) in RFM_SEGMENTS:
+        for segment, (r_lo, r_hi), (f_lo, f_hi) in segments:
             if r_lo <= rv <= r_hi and f_lo <= fv <= f_hi:
                 return segment
         return "hibernating"
@@ -156,12 +160,14 @@ def rfm_segment(r: ir.IntegerValue, f: ir.IntegerValue) -> ir.StringValue:
 
     def by_f(rv: int) -> ir.StringValue:
         cut = runs(range(5, 0, -1), lambda fv: name(rv, fv))
-        return ibis.cases(
-            *[(f >= lo, ibis.literal(str(n))) for lo, n in cut[:-1]],
-            else_=ibis.literal(str(cut[-1][1])),
-        )
+        last = ibis.literal(str(cut[-1][1]))
+        if len(cut) == 1:  # one name for every F
+            return last
+        return ibis.cases(*[(f >= lo, ibis.literal(str(n))) for lo, n in cut[:-1]], else_=last)
 
     rows = runs(range(5, 0, -1), lambda rv: tuple(name(rv, fv) for fv in range(1, 6)))
+    if len(rows) == 1:  # the same names for every R
+        return by_f(rows[0][0])
     return ibis.cases(
         *[(r >= lo, by_f(lo)) for lo, _ in rows[:-1]],
         else_=by_f(rows[-1][0]),
