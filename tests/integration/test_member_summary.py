@@ -268,6 +268,26 @@ def test_a_summary_moved_on_a_day_equals_one_built_for_that_day(rows: list[Order
         ), facet
 
 
+def test_summary_figures_come_out_of_duckdb_as_64_bit_integers() -> None:
+    # DuckDB sums BIGINT into 128-bit HUGEINT; a read keeps every figure 64-bit, so the
+    # summary's rows are not added, compared and handed to Arrow as 128-bit values.
+    rows = [Order(1, ANCHOR - timedelta(days=d), 2, 0, 1_000, 0) for d in (1, 400)]
+    rows += [Order(2, ANCHOR + timedelta(hours=h), 1, 0, 500, 0) for h in (1, 2)]
+    con = store_of(rows)
+    as_of = ANCHOR + timedelta(hours=3)
+    read = summaries.read(summary_of(con), tables_of(con), READINGS, as_of=as_of)
+    arrow = con.con.sql(ibis.to_sql(read, dialect="duckdb")).to_arrow_table()
+    for name in READINGS:
+        if not name.startswith(("last_at", "first_at", "previous_at")):
+            assert arrow.schema.field(name).type == pa.int64(), name
+    figures = {r["member_id"]: r for r in arrow.to_pylist()}
+    assert (figures[1]["sales_365"], figures[2]["sales_None"], figures[2]["orders_7"]) == (
+        1_000,
+        1_000,
+        2,
+    )
+
+
 def test_the_summary_serves_its_own_day_and_the_windows_it_holds_only() -> None:
     s = summaries.Summary(ibis.table({"member_id": "int64"}, name="s"), ANCHOR)
     assert s.serves(ANCHOR) and s.serves(ANCHOR + timedelta(hours=23, minutes=59), 365)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from quanyu.analytics.kpis import Tables
@@ -53,6 +54,15 @@ _FIGURES = {
     **{column(m, None): "int64" for m in MEASURES},
     **{column(m, d): "int64" for d in WINDOWS for m in MEASURES},
 }
+
+
+def _int64(value: ir.Value) -> ir.Value:
+    """``value``, never null, as a 64-bit integer in the SQL too. DuckDB sums BIGINT into
+    HUGEINT (128-bit) and PostgreSQL into NUMERIC, while Ibis types the sum int64 and
+    drops a cast to the type it already has; a cast to non-null int64 is kept. Without
+    it, every summary row's addition and every comparison after it is 128-bit (or
+    decimal) arithmetic, and Arrow receives decimals to convert back."""
+    return value.cast(dt.Int64(nullable=False))
 
 
 def table_name(facet: str | None) -> str:
@@ -250,18 +260,16 @@ def read(
         figures[f"_units{d}"] = o.net_units.sum(where=part)
     keys = {"k": o.member_id} | ({} if facet is None else {"kc": o.code})
     slice_ = o.group_by(**keys).aggregate(**figures)
-    # Each window's change (the day's orders less those leaving it), netted on the slice
-    # so that the summary's many rows take one addition each.
-    slice_ = slice_.mutate(
-        **{
-            f"_d{column(r.measure, r.window)}": (
-                slice_[_TODAY[r.measure]].fill_null(0)
-                - slice_[f"{_TODAY[r.measure]}{r.window}"].fill_null(0)
-            )
-            for r in readings.values()
-            if r.measure in MEASURES and r.window is not None
-        }
-    )
+    # Each figure's change (the day's orders, less those leaving a window), netted on the
+    # slice so that the summary's many rows take one 64-bit addition each.
+    changes: dict[str, ir.Value] = {}
+    for r in readings.values():
+        if r.measure in MEASURES:
+            today_ = slice_[_TODAY[r.measure]].fill_null(0)
+            if r.window is not None:
+                today_ = today_ - slice_[f"{_TODAY[r.measure]}{r.window}"].fill_null(0)
+            changes[f"_d{column(r.measure, r.window)}"] = _int64(today_)
+    slice_ = slice_.mutate(**changes)
     s = summary.table if facet is None else summary.facets[facet]
     if codes is not None:
         s = s.filter(s.code.isin(list(codes)))
@@ -286,8 +294,7 @@ def read(
                 value = ibis.ifelse(last >= as_of - timedelta(days=r.window), last, ibis.null())
         else:
             figure = column(r.measure, r.window)
-            change = j[_TODAY[r.measure]] if r.window is None else j[f"_d{figure}"]
-            value = j[figure].fill_null(0) + change.fill_null(0)
+            value = j[figure].fill_null(0) + j[f"_d{figure}"].fill_null(0)
         out[name] = value
     ids = {"member_id": ibis.coalesce(j.member_id, j.k)}
     if facet is not None:
