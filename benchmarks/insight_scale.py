@@ -203,17 +203,12 @@ def pandas_rfm(folder: Path) -> pd.DataFrame:
         rank = per[col].rank(method="min", pct=False, ascending=asc)
         pct = (rank - 1) / max(len(per) - 1, 1)
         per[name] = (pct * 5).clip(upper=4.999).astype(int) + 1
-    grid = np.array([_segment(r, f) for r in range(1, 6) for f in range(1, 6)], dtype=object)
+    grid = np.array(
+        [models.rfm_segment_name(r, f) for r in range(1, 6) for f in range(1, 6)], dtype=object
+    )
     per["value"] = grid[(per["r"].to_numpy() - 1) * 5 + per["f"].to_numpy() - 1]
     per["score"] = (per["r"] * 100 + per["f"] * 10 + per["m"]).astype(float)
     return per
-
-
-def _segment(r: int, f: int) -> str:
-    for name, (r_lo, r_hi), (f_lo, f_hi) in models.RFM_SEGMENTS:
-        if r_lo <= r <= r_hi and f_lo <= f <= f_hi:
-            return name
-    return "hibernating"
 
 
 def rfm_inputs(tables: dict[str, Any], summary: summaries.Summary) -> Any:
@@ -371,31 +366,26 @@ def main() -> None:
         results,
         repeat=3,
     )
+    ours_label, pandas_label = "RFM, Ibis/DuckDB (to Arrow)", "RFM, pandas baseline"
     if args.skip_pandas:
-        timed("RFM, Ibis/DuckDB (to Arrow)", rfm_ours, results, repeat=3)
+        timed(ours_label, rfm_ours, results, repeat=3)
     else:
         # Ours and the baseline in alternate rounds, so that both meet the machine in the
         # same state (pandas' time swings by half with the state of the process's memory);
         # the best of each, and each round's ratio.
-        rounds: list[float] = []
+        ours_times: list[float] = []
+        pandas_times: list[float] = []
         for _ in range(ROUNDS):
-            rfm_ibis = timed("RFM, Ibis/DuckDB (to Arrow)", rfm_ours, results)
-            ours_once = results["RFM, Ibis/DuckDB (to Arrow)"]
-            rfm_pd = timed("RFM, pandas baseline", lambda: pandas_rfm(args.folder), results)
-            rounds.append(results["RFM, pandas baseline"] / ours_once)
-            results["ours best"] = min(results.get("ours best", ours_once), ours_once)
-            results["pandas best"] = min(
-                results.get("pandas best", float("inf")), results["RFM, pandas baseline"]
-            )
-        results["RFM, Ibis/DuckDB (to Arrow)"] = results.pop("ours best")
-        results["RFM, pandas baseline"] = base = results.pop("pandas best")
-        print(
-            f"  best of {ROUNDS}: RFM {results['RFM, Ibis/DuckDB (to Arrow)']:.2f} s, "
-            f"pandas {base:.2f} s"
-        )
-        ratio = base / results["RFM, Ibis/DuckDB (to Arrow)"]
+            rfm_ibis = timed(ours_label, rfm_ours, results)
+            ours_times.append(results[ours_label])
+            rfm_pd = timed(pandas_label, lambda: pandas_rfm(args.folder), results)
+            pandas_times.append(results[pandas_label])
+        results[ours_label] = min(ours_times)
+        results[pandas_label] = base = min(pandas_times)
+        print(f"  best of {ROUNDS}: RFM {results[ours_label]:.2f} s, pandas {base:.2f} s")
+        ratio = base / results[ours_label]
         direct = base / results["RFM from the orders (to Arrow)"]
-        each = ", ".join(f"{r:.1f}x" for r in rounds)
+        each = ", ".join(f"{p / o:.1f}x" for o, p in zip(ours_times, pandas_times, strict=True))
         print(
             f"  RFM speed-up over pandas: {ratio:.1f}x from the summary (rounds: {each}), "
             f"{direct:.1f}x from the orders ({rfm_ibis.num_rows:,} vs {len(rfm_pd):,} "

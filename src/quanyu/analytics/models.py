@@ -23,8 +23,10 @@ from quanyu.analytics.summary import Reading
 RFM_VERSION = "rfm-1"
 LIFECYCLE_VERSION = "lifecycle-1"
 
-# The R x F grid of named RFM segments (R and F scores 1-5), checked top to bottom.
-RFM_SEGMENTS: tuple[tuple[str, tuple[int, int], tuple[int, int]], ...] = (
+# A named RFM segment: its name, and the R and F score ranges (1-5) it holds.
+Segment = tuple[str, tuple[int, int], tuple[int, int]]
+# The R x F grid of named RFM segments, checked top to bottom.
+RFM_SEGMENTS: tuple[Segment, ...] = (
     ("champions", (5, 5), (4, 5)),
     ("loyal", (3, 4), (4, 5)),
     ("potential_loyalist", (4, 5), (2, 3)),
@@ -133,20 +135,23 @@ def rfm(
     )
 
 
-def rfm_segment(
-    r: ir.IntegerValue,
-    f: ir.IntegerValue,
-    segments: Sequence[tuple[str, tuple[int, int], tuple[int, int]]] = RFM_SEGMENTS,
-) -> ir.StringValue:
+def rfm_segment_name(r: int, f: int, segments: Sequence[Segment] = RFM_SEGMENTS) -> str:
     """The named segment of R and F scores (1-5): the first of ``segments`` whose ranges
-    hold them, else ``hibernating``. Written as a case on R, then on F within it, from
+    hold them, else ``hibernating``."""
+    for segment, (r_lo, r_hi), (f_lo, f_hi) in segments:
+        if r_lo <= r <= r_hi and f_lo <= f <= f_hi:
+            return segment
+    return "hibernating"
+
+
+def rfm_segment(
+    r: ir.IntegerValue, f: ir.IntegerValue, segments: Sequence[Segment] = RFM_SEGMENTS
+) -> ir.StringValue:
+    """:func:`rfm_segment_name` as an expression: a case on R, then on F within it, from
     the grid the list makes, so that each row takes a few comparisons, not twenty."""
 
     def name(rv: int, fv: int) -> str:
-        for segment, (r_lo, r_hi), (f_lo, f_hi) in segments:
-            if r_lo <= rv <= r_hi and f_lo <= fv <= f_hi:
-                return segment
-        return "hibernating"
+        return rfm_segment_name(rv, fv, segments)
 
     def runs(values: range, named: Callable[[int], object]) -> list[tuple[int, object]]:
         """Descending ``values`` cut where ``named`` changes: ``(lowest value, name)``."""
